@@ -13,6 +13,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -166,6 +167,14 @@ type Backoff struct {
 	Base   time.Duration
 	Factor float64
 	Cap    time.Duration
+}
+
+// WithDefaults fills unset fields with the defaults: 1 s, ×2, capped at 1 h.
+func (b Backoff) WithDefaults() Backoff {
+	b.Base = cmp.Or(b.Base, time.Second)
+	b.Factor = cmp.Or(b.Factor, 2)
+	b.Cap = cmp.Or(b.Cap, time.Hour)
+	return b
 }
 
 // MessageInsertManyParams are the messages to insert and, for a buffer

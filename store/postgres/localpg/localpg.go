@@ -1,0 +1,247 @@
+// Package localpg runs a throwaway PostgreSQL server from the system's
+// binaries (initdb, postgres), for `smq dev`, the tests and the benchmarks.
+//
+// PostgreSQL refuses to run as root, so when this process is root the server
+// runs as the "postgres" OS user and its directory is handed to that user.
+// The server is a child of this process and gets SIGINT (a fast shutdown)
+// if this process dies, so a crashed test leaves no server behind.
+package localpg
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Config says where and how to run the server.
+type Config struct {
+	// Dir holds the data directory (Dir/data) and the server log
+	// (Dir/postgres.log). It is created, and initialized on first use.
+	Dir string
+	// Port is the TCP port on 127.0.0.1. Defaults to a free port.
+	Port int
+	// Fast turns off fsync and synchronous commit: for tests, where a crash
+	// of the machine loses nothing of value. Benchmarks and `smq dev` keep
+	// PostgreSQL's durable defaults.
+	Fast bool
+	// MaxConnections is max_connections. Defaults to 300.
+	MaxConnections int
+}
+
+// Server is a running (or stopped) local PostgreSQL.
+type Server struct {
+	cfg  Config
+	cred *syscall.Credential // nil when not root
+
+	mu   sync.Mutex // guards cmd and done
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd has exited
+}
+
+// Start initializes cfg.Dir if needed and starts the server, returning once
+// it accepts connections.
+func Start(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("localpg: Dir is required")
+	}
+	cfg.MaxConnections = cmp.Or(cfg.MaxConnections, 300)
+	if cfg.Port == 0 {
+		port, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Port = port
+	}
+	dir, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Dir = dir
+	s := &Server{cfg: cfg}
+	if os.Geteuid() == 0 {
+		if s.cred, err = postgresUser(); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.initdb(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.Start(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func postgresUser() (*syscall.Credential, error) {
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		return nil, fmt.Errorf("localpg: running as root needs the postgres OS user (install PostgreSQL's server package): %w", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+}
+
+// Binary finds one of PostgreSQL's server programs: on PATH, or in the
+// newest /usr/lib/postgresql/*/bin.
+func Binary(name string) (string, error) {
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	matches, _ := filepath.Glob("/usr/lib/postgresql/*/bin/" + name)
+	if len(matches) == 0 {
+		return "", fmt.Errorf("localpg: %s not found: install PostgreSQL's server package (Debian: postgresql)", name)
+	}
+	return matches[len(matches)-1], nil
+}
+
+func (s *Server) command(ctx context.Context, name string, args ...string) (*exec.Cmd, error) {
+	bin, err := Binary(name)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGINT, Setpgid: true}
+	cmd.Env = append(os.Environ(), "LC_ALL=C.UTF-8")
+	return cmd, nil
+}
+
+func (s *Server) dataDir() string { return filepath.Join(s.cfg.Dir, "data") }
+
+func (s *Server) initdb(ctx context.Context) error {
+	if err := os.MkdirAll(s.cfg.Dir, 0o700); err != nil {
+		return err
+	}
+	if s.cred != nil {
+		if err := os.Chown(s.cfg.Dir, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
+			return err
+		}
+	}
+	if _, err := os.Stat(filepath.Join(s.dataDir(), "PG_VERSION")); err == nil {
+		return nil
+	}
+	cmd, err := s.command(ctx, "initdb", "-D", s.dataDir(), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-instructions")
+	if err != nil {
+		return err
+	}
+	cmd.SysProcAttr.Pdeathsig = 0
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("localpg: initdb: %w: %s", err, out)
+	}
+	return nil
+}
+
+// Start starts a stopped server again, on the same directory and port.
+func (s *Server) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		return errors.New("localpg: already running")
+	}
+	args := []string{"-D", s.dataDir(), "-p", strconv.Itoa(s.cfg.Port), "-c", "listen_addresses=127.0.0.1",
+		"-c", "unix_socket_directories=", "-c", "max_connections=" + strconv.Itoa(s.cfg.MaxConnections)}
+	if s.cfg.Fast {
+		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+	}
+	// The server must outlive ctx, which only bounds the start.
+	cmd, err := s.command(context.Background(), "postgres", args...)
+	if err != nil {
+		return err
+	}
+	logFile, err := os.OpenFile(filepath.Join(s.cfg.Dir, "postgres.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		logFile.Close()
+		return fmt.Errorf("localpg: start postgres: %w", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		logFile.Close()
+		close(done)
+	}()
+	s.cmd, s.done = cmd, done
+	if err := s.waitReady(ctx, done); err != nil {
+		s.stopLocked()
+		return err
+	}
+	return nil
+}
+
+func (s *Server) waitReady(ctx context.Context, exited <-chan struct{}) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		conn, err := pgx.Connect(cctx, s.URL("postgres"))
+		cancel()
+		if err == nil {
+			return conn.Close(ctx)
+		}
+		select {
+		case <-exited:
+			return fmt.Errorf("localpg: postgres exited at start; see %s", filepath.Join(s.cfg.Dir, "postgres.log"))
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("localpg: postgres did not accept connections within a minute: %w", err)
+		}
+	}
+}
+
+// Stop shuts the server down fast (aborting open transactions) and waits
+// for it to exit.
+func (s *Server) Stop() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopLocked()
+}
+
+func (s *Server) stopLocked() error {
+	if s.cmd == nil {
+		return nil
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+	s.cmd, s.done = nil, nil
+	return nil
+}
+
+// Port is the server's TCP port.
+func (s *Server) Port() int { return s.cfg.Port }
+
+// URL is the connection URL of database db.
+func (s *Server) URL(db string) string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", s.cfg.Port, db)
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that nothing listens on now.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}

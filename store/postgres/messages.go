@@ -1,0 +1,539 @@
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/smq/smq/store"
+)
+
+// messageCols lists a message's columns in the order scanMessage reads them,
+// each prefixed with the table alias m.
+const messageCols = `m.id, m.channel, m.payload, m.status, m.scheduled_at, m.attempts, m.max_attempts,
+	m.lease_token, m.leased_until, m.acquired_at, m.created_at, m.updated_at, m.region::text,
+	coalesce(m.dedup_key, ''), coalesce(m.original_channel, ''), coalesce(m.last_error, '')`
+
+func scanMessage(row pgx.Row) (*store.Message, error) {
+	var (
+		m                            store.Message
+		token                        *uuid.UUID
+		leasedUntil, acquiredAt      *time.Time
+		status                       string
+		attempts, maxAttempts        int32
+	)
+	err := row.Scan(&m.ID, &m.Channel, &m.Payload, &status, &m.ScheduledAt, &attempts, &maxAttempts,
+		&token, &leasedUntil, &acquiredAt, &m.CreatedAt, &m.UpdatedAt, &m.Region,
+		&m.DedupKey, &m.OriginalChannel, &m.LastError)
+	if err != nil {
+		return nil, err
+	}
+	m.Status = store.Status(status)
+	m.Attempts, m.MaxAttempts = int(attempts), int(maxAttempts)
+	if token != nil {
+		m.LeaseToken = *token
+	}
+	if leasedUntil != nil {
+		m.LeasedUntil = *leasedUntil
+	}
+	if acquiredAt != nil {
+		m.AcquiredAt = *acquiredAt
+	}
+	return &m, nil
+}
+
+func collectMessages(rows pgx.Rows, err error) ([]*store.Message, error) {
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	msgs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*store.Message, error) { return scanMessage(r) })
+	return msgs, mapErr(err)
+}
+
+// MessageInsertMany implements store.Store in one round trip: the rows, the
+// channel names and the flush watermark go in one implicit transaction.
+func (s *Store) MessageInsertMany(ctx context.Context, p *store.MessageInsertManyParams) (*store.MessageInsertManyResult, error) {
+	n := len(p.Messages)
+	res := &store.MessageInsertManyResult{}
+	if n == 0 && p.Node == "" {
+		return res, nil
+	}
+	var (
+		ids       = make([]uuid.UUID, n)
+		channels  = make([]string, n)
+		payloads  = make([][]byte, n)
+		scheduled = make([]time.Time, n)
+		maxAtt    = make([]int32, n)
+		created   = make([]time.Time, n)
+		regions   = make([]string, n)
+		dedup     = make([]string, n)
+		hasDedup  bool
+	)
+	for i, m := range p.Messages {
+		ids[i], channels[i], payloads[i], scheduled[i] = m.ID, m.Channel, m.Payload, m.ScheduledAt
+		maxAtt[i] = int32(max(m.MaxAttempts, 1))
+		created[i] = m.CreatedAt
+		if created[i].IsZero() {
+			created[i] = time.Now()
+		}
+		regions[i] = m.Region
+		if regions[i] == "" {
+			regions[i] = s.opts.Region
+		}
+		dedup[i] = m.DedupKey
+		hasDedup = hasDedup || m.DedupKey != ""
+	}
+	names := slices.Clone(channels)
+	slices.Sort(names) // a fixed order, so concurrent flushes cannot deadlock on channels
+	names = slices.Compact(names)
+
+	b := &pgx.Batch{}
+	inserted := map[uuid.UUID]bool{}
+	var wake []string
+	if n > 0 {
+		b.Queue(`INSERT INTO messages AS m (id, channel, payload, status, scheduled_at, max_attempts,
+				created_at, updated_at, region, dedup_key)
+			SELECT id, channel, payload, CASE WHEN scheduled_at <= now() THEN 'READY' ELSE 'PENDING' END,
+				scheduled_at, max_attempts, created_at, now(), region::`+s.dialect.RegionType+`, NULLIF(dedup_key, '')
+			FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::timestamptz[], $5::int4[],
+				$6::timestamptz[], $7::text[], $8::text[])
+				AS t(id, channel, payload, scheduled_at, max_attempts, created_at, region, dedup_key)
+			ON CONFLICT DO NOTHING
+			RETURNING m.id, m.channel, m.status, m.region::text`,
+			ids, channels, payloads, scheduled, maxAtt, created, regions, dedup).Query(func(rows pgx.Rows) error {
+			var (
+				id                      uuid.UUID
+				channel, status, region string
+			)
+			_, err := pgx.ForEachRow(rows, []any{&id, &channel, &status, &region}, func() error {
+				inserted[id] = true
+				wake = append(wake, wakeTopic(store.Status(status), channel, region))
+				return nil
+			})
+			return err
+		})
+		b.Queue(`INSERT INTO channels (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, names)
+	}
+	if p.Node != "" {
+		b.Queue(`INSERT INTO flush_marks (node_id, seq, updated_at) VALUES ($1, $2, now())
+			ON CONFLICT (node_id) DO UPDATE SET seq = greatest(flush_marks.seq, excluded.seq), updated_at = now()`,
+			p.Node, int64(p.Seq))
+	}
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return nil, mapErr(err)
+	}
+	res.Inserted = len(inserted)
+	s.notify(ctx, wake)
+
+	if hasDedup && res.Inserted < n {
+		existing, err := s.dedupLookup(ctx, p.Messages, inserted)
+		if err != nil {
+			return nil, err
+		}
+		res.Existing = existing
+	}
+	return res, nil
+}
+
+// dedupLookup finds, for each message not inserted because its dedup key was
+// taken, the id of the message holding the key.
+func (s *Store) dedupLookup(ctx context.Context, msgs []*store.Message, inserted map[uuid.UUID]bool) (map[int]uuid.UUID, error) {
+	var channels, keys []string
+	for _, m := range msgs {
+		if m.DedupKey != "" && !inserted[m.ID] {
+			channels, keys = append(channels, m.Channel), append(keys, m.DedupKey)
+		}
+	}
+	rows, err := s.pool.Query(ctx, `SELECT m.channel, m.dedup_key, m.id FROM messages m
+		JOIN unnest($1::text[], $2::text[]) AS k(channel, dedup_key)
+		ON m.channel = k.channel AND m.dedup_key = k.dedup_key`, channels, keys)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	holder := map[[2]string]uuid.UUID{}
+	var (
+		channel, key string
+		id           uuid.UUID
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&channel, &key, &id}, func() error {
+		holder[[2]string{channel, key}] = id
+		return nil
+	}); err != nil {
+		return nil, mapErr(err)
+	}
+	existing := map[int]uuid.UUID{}
+	for i, m := range msgs {
+		if m.DedupKey == "" || inserted[m.ID] {
+			continue
+		}
+		if id, ok := holder[[2]string{m.Channel, m.DedupKey}]; ok && id != m.ID {
+			existing[i] = id
+		}
+	}
+	return existing, nil
+}
+
+// MessageGet implements store.Store.
+func (s *Store) MessageGet(ctx context.Context, id uuid.UUID) (*store.Message, error) {
+	m, err := scanMessage(s.pool.QueryRow(ctx, `SELECT `+messageCols+` FROM messages m WHERE m.id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, fmt.Errorf("message %s: %w", id, store.ErrNotFound)
+	}
+	return m, mapErr(err)
+}
+
+// MessageDelete implements store.Store.
+func (s *Store) MessageDelete(ctx context.Context, id uuid.UUID) error {
+	tag, err := s.pool.Exec(ctx, `DELETE FROM messages WHERE id = $1`, id)
+	if err != nil {
+		return mapErr(err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("message %s: %w", id, store.ErrNotFound)
+	}
+	return nil
+}
+
+// MessageUpdate implements store.Store.
+func (s *Store) MessageUpdate(ctx context.Context, p *store.MessageUpdateParams) (*store.Message, error) {
+	m, err := scanMessage(s.pool.QueryRow(ctx, `UPDATE messages m SET
+			scheduled_at = coalesce($2, m.scheduled_at),
+			payload = coalesce($3, m.payload),
+			status = CASE WHEN $2::timestamptz IS NULL THEN m.status
+				WHEN $2 <= now() THEN 'READY' ELSE 'PENDING' END,
+			updated_at = now()
+		WHERE m.id = $1 AND m.status <> 'ACQUIRED'
+		RETURNING `+messageCols, p.ID, p.ScheduledAt, p.Payload))
+	if errors.Is(err, pgx.ErrNoRows) {
+		if _, getErr := s.MessageGet(ctx, p.ID); getErr != nil {
+			return nil, getErr
+		}
+		return nil, fmt.Errorf("message %s is leased to a consumer: %w", p.ID, store.ErrConflict)
+	}
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	s.notify(ctx, []string{wakeTopic(m.Status, m.Channel, m.Region)})
+	return m, nil
+}
+
+// MessagePoll implements store.Store: the local region first, then, when
+// asked or when the local region has nothing, the others.
+func (s *Store) MessagePoll(ctx context.Context, p *store.MessagePollParams) ([]*store.Message, error) {
+	region := cmp.Or(p.Region, s.opts.Region)
+	msgs, err := s.pollRegion(ctx, p, region, "=", p.Max)
+	if err != nil {
+		return nil, err
+	}
+	if len(msgs) < p.Max && (p.Subsidize || len(msgs) == 0) {
+		more, err := s.pollRegion(ctx, p, region, "<>", p.Max-len(msgs))
+		if err != nil {
+			return msgs, err
+		}
+		msgs = append(msgs, more...)
+	}
+	return msgs, nil
+}
+
+func (s *Store) pollRegion(ctx context.Context, p *store.MessagePollParams, region, op string, limit int) ([]*store.Message, error) {
+	msgs, err := collectMessages(s.pool.Query(ctx, `WITH c AS (
+			SELECT id FROM messages
+			WHERE channel = $1 AND status = 'READY' AND region `+op+` $2::`+s.dialect.RegionType+`
+			ORDER BY scheduled_at
+			LIMIT $3
+			FOR UPDATE SKIP LOCKED
+		)
+		UPDATE messages m SET status = 'ACQUIRED', lease_token = gen_random_uuid(), acquired_at = now(),
+			leased_until = now() + $4::interval, attempts = m.attempts + 1, updated_at = now()
+		FROM c WHERE m.id = c.id
+		RETURNING `+messageCols, p.Channel, region, limit, p.Visibility))
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(msgs, func(a, b *store.Message) int { return a.ScheduledAt.Compare(b.ScheduledAt) })
+	return msgs, nil
+}
+
+// receiptArrays splits receipts into id and token arrays, dropping repeats.
+func receiptArrays(rs []store.Receipt) (ids, tokens []uuid.UUID) {
+	seen := make(map[store.Receipt]bool, len(rs))
+	for _, r := range rs {
+		if !seen[r] {
+			seen[r] = true
+			ids, tokens = append(ids, r.ID), append(tokens, r.Token)
+		}
+	}
+	return ids, tokens
+}
+
+// strict runs fn in a transaction that commits only when fn touched want
+// rows: receipts are all or nothing.
+func (s *Store) strict(ctx context.Context, want int, fn func(tx pgx.Tx) (int, error)) (int, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return 0, mapErr(err)
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	n, err := fn(tx)
+	if err != nil {
+		return 0, mapErr(err)
+	}
+	if n != want {
+		return 0, fmt.Errorf("%w: %d of %d receipts do not name a current lease", store.ErrStaleLease, want-n, want)
+	}
+	return n, mapErr(tx.Commit(ctx))
+}
+
+// MessageAck implements store.Store.
+func (s *Store) MessageAck(ctx context.Context, p *store.MessageAckParams) (int, error) {
+	if len(p.Receipts) > 0 {
+		ids, tokens := receiptArrays(p.Receipts)
+		return s.strict(ctx, len(ids), func(tx pgx.Tx) (int, error) {
+			tag, err := tx.Exec(ctx, `DELETE FROM messages m USING unnest($1::uuid[], $2::uuid[]) AS r(id, token)
+				WHERE m.id = r.id AND m.lease_token = r.token AND m.status = 'ACQUIRED'`, ids, tokens)
+			return int(tag.RowsAffected()), err
+		})
+	}
+	tag, err := s.pool.Exec(ctx, `DELETE FROM messages WHERE id = ANY($1) AND status = 'ACQUIRED'`, p.IDs)
+	return int(tag.RowsAffected()), mapErr(err)
+}
+
+// retrySQL puts the rows chosen by the CTE "target" (defined by the caller
+// after this prefix, with parameters from $6) back for a retry: PENDING at
+// now + backoff, or, once attempts reach max_attempts, READY on the channel's
+// dead-letter channel with the original channel and the last error kept.
+// Parameters: $1 explicit delay (NULL for the backoff), $2 backoff base
+// seconds, $3 factor, $4 cap seconds, $5 the error to record.
+const retrySQL = `, r AS (
+		SELECT m.id,
+			m.attempts >= m.max_attempts AND m.channel NOT LIKE '%` + store.DLQSuffix + `' AS dead,
+			coalesce($1::interval, make_interval(secs => least($4::float8,
+				$2::float8 * power($3::float8, greatest(m.attempts - 1, 0))) * (0.5 + random() / 2))) AS backoff
+		FROM messages m JOIN target t ON m.id = t.id
+	)
+	UPDATE messages m SET
+		status = CASE WHEN r.dead THEN 'READY' ELSE 'PENDING' END,
+		channel = CASE WHEN r.dead THEN m.channel || '` + store.DLQSuffix + `' ELSE m.channel END,
+		original_channel = CASE WHEN r.dead THEN m.channel ELSE m.original_channel END,
+		dedup_key = CASE WHEN r.dead THEN NULL ELSE m.dedup_key END,
+		attempts = CASE WHEN r.dead THEN 0 ELSE m.attempts END,
+		scheduled_at = CASE WHEN r.dead THEN now() ELSE now() + r.backoff END,
+		lease_token = NULL, leased_until = NULL, acquired_at = NULL,
+		last_error = $5, updated_at = now()
+	FROM r WHERE m.id = r.id
+	RETURNING m.channel, m.status, m.region::text`
+
+func retryArgs(delay *time.Duration, reason string, b store.Backoff) []any {
+	b = b.WithDefaults()
+	return []any{delay, b.Base.Seconds(), b.Factor, b.Cap.Seconds(), reason}
+}
+
+// retry runs retrySQL and returns what it did, waking the channels and
+// regions it touched.
+func (s *Store) retry(ctx context.Context, q querier, target string, args []any) (retried, dead int, err error) {
+	rows, err := q.Query(ctx, `WITH target AS (`+target+`)`+retrySQL, args...)
+	if err != nil {
+		return 0, 0, mapErr(err)
+	}
+	var (
+		channel, status, region string
+		wake                    []string
+		dlqChannels             []string
+	)
+	_, err = pgx.ForEachRow(rows, []any{&channel, &status, &region}, func() error {
+		if store.Status(status) == store.StatusReady {
+			dead++
+			dlqChannels = append(dlqChannels, channel)
+		} else {
+			retried++
+		}
+		wake = append(wake, wakeTopic(store.Status(status), channel, region))
+		return nil
+	})
+	if err != nil {
+		return 0, 0, mapErr(err)
+	}
+	if len(dlqChannels) > 0 {
+		slices.Sort(dlqChannels)
+		if _, err := q.Exec(ctx, `INSERT INTO channels (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, slices.Compact(dlqChannels)); err != nil {
+			return 0, 0, mapErr(err)
+		}
+	}
+	s.notify(ctx, wake)
+	return retried, dead, nil
+}
+
+// MessageNack implements store.Store.
+func (s *Store) MessageNack(ctx context.Context, p *store.MessageNackParams) (int, error) {
+	args := retryArgs(p.Delay, p.Reason, p.Backoff)
+	if len(p.Receipts) > 0 {
+		ids, tokens := receiptArrays(p.Receipts)
+		return s.strict(ctx, len(ids), func(tx pgx.Tx) (int, error) {
+			retried, dead, err := s.retry(ctx, tx, `SELECT m.id FROM messages m
+				JOIN unnest($6::uuid[], $7::uuid[]) AS x(id, token) ON m.id = x.id AND m.lease_token = x.token
+				WHERE m.status = 'ACQUIRED' FOR UPDATE OF m`, append(args, ids, tokens))
+			return retried + dead, err
+		})
+	}
+	retried, dead, err := s.retry(ctx, s.pool, `SELECT id FROM messages
+		WHERE id = ANY($6) AND status = 'ACQUIRED' FOR UPDATE`, append(args, p.IDs))
+	return retried + dead, err
+}
+
+// MessageExtend implements store.Store.
+func (s *Store) MessageExtend(ctx context.Context, p *store.MessageExtendParams) (int, error) {
+	ids, tokens := receiptArrays(p.Receipts)
+	return s.strict(ctx, len(ids), func(tx pgx.Tx) (int, error) {
+		tag, err := tx.Exec(ctx, `UPDATE messages m SET leased_until = now() + $3::interval, updated_at = now()
+			FROM unnest($1::uuid[], $2::uuid[]) AS r(id, token)
+			WHERE m.id = r.id AND m.lease_token = r.token AND m.status = 'ACQUIRED'`, ids, tokens, p.Visibility)
+		return int(tag.RowsAffected()), err
+	})
+}
+
+// MessagePromote implements store.Store.
+func (s *Store) MessagePromote(ctx context.Context, p *store.MessagePromoteParams) (*store.Promoted, error) {
+	region := cmp.Or(p.Region, s.opts.Region)
+	rows, err := s.pool.Query(ctx, `WITH c AS (
+			SELECT id FROM messages
+			WHERE status = 'PENDING' AND region = $1::`+s.dialect.RegionType+` AND scheduled_at <= now()
+			ORDER BY scheduled_at
+			LIMIT $2
+			FOR UPDATE SKIP LOCKED
+		)
+		UPDATE messages m SET status = 'READY', updated_at = now()
+		FROM c WHERE m.id = c.id
+		RETURNING m.channel, (extract(epoch FROM now() - m.scheduled_at) * 1000000)::int8`, region, p.Limit)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	res := &store.Promoted{}
+	var (
+		channel  string
+		lateUS   int64
+		channels = map[string]bool{}
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&channel, &lateUS}, func() error {
+		channels[channel] = true
+		res.Lateness = append(res.Lateness, time.Duration(lateUS)*time.Microsecond)
+		return nil
+	}); err != nil {
+		return nil, mapErr(err)
+	}
+	res.Count = len(res.Lateness)
+	wake := make([]string, 0, len(channels))
+	for c := range channels {
+		wake = append(wake, store.ReadyTopic(c))
+	}
+	s.notify(ctx, wake)
+	if res.Count < p.Limit {
+		if res.NextDue, err = s.MessageNextDue(ctx, region); err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+// MessageNextDue implements store.Store.
+func (s *Store) MessageNextDue(ctx context.Context, region string) (time.Time, error) {
+	var next *time.Time
+	err := s.pool.QueryRow(ctx, `SELECT min(scheduled_at) FROM messages
+		WHERE status = 'PENDING' AND region = $1::`+s.dialect.RegionType, cmp.Or(region, s.opts.Region)).Scan(&next)
+	if err != nil || next == nil {
+		return time.Time{}, mapErr(err)
+	}
+	return *next, nil
+}
+
+// MessageRecover implements store.Store.
+func (s *Store) MessageRecover(ctx context.Context, p *store.MessageRecoverParams) (*store.Recovered, error) {
+	args := append(retryArgs(nil, "lease expired", p.Backoff), cmp.Or(p.Region, s.opts.Region), p.Limit)
+	retried, dead, err := s.retry(ctx, s.pool, `SELECT id FROM messages
+		WHERE status = 'ACQUIRED' AND region = $6::`+s.dialect.RegionType+` AND leased_until < now()
+		ORDER BY leased_until LIMIT $7 FOR UPDATE SKIP LOCKED`, args)
+	if err != nil {
+		return nil, err
+	}
+	return &store.Recovered{Retried: retried, DeadLettered: dead}, nil
+}
+
+// ChannelList implements store.Store.
+func (s *Store) ChannelList(ctx context.Context, limit, offset int) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT name FROM channels ORDER BY name LIMIT $1 OFFSET $2`, limit, offset)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return names, mapErr(err)
+}
+
+// ChannelStats implements store.Store. It reads the channel's rows, so it is
+// meant for an operator, not for a hot loop.
+func (s *Store) ChannelStats(ctx context.Context, channel string) (*store.ChannelStats, error) {
+	st := &store.ChannelStats{Channel: channel, ByStatus: map[store.Status]int64{}, DueByHour: make([]int64, 24)}
+	rows, err := s.pool.Query(ctx, `SELECT status, count(*), min(scheduled_at) FROM messages
+		WHERE channel = $1 GROUP BY status`, channel)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	var (
+		status string
+		count  int64
+		oldest time.Time
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&status, &count, &oldest}, func() error {
+		st.ByStatus[store.Status(status)] = count
+		if store.Status(status) == store.StatusReady {
+			st.OldestDue = oldest
+		}
+		return nil
+	}); err != nil {
+		return nil, mapErr(err)
+	}
+	rows, err = s.pool.Query(ctx, `SELECT greatest(floor(extract(epoch FROM scheduled_at - now()) / 3600), 0)::int4 AS h, count(*)
+		FROM messages WHERE channel = $1 AND status = 'PENDING' AND scheduled_at < now() + interval '24 hours'
+		GROUP BY h`, channel)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	var hour int32
+	if _, err := pgx.ForEachRow(rows, []any{&hour, &count}, func() error {
+		st.DueByHour[min(int(hour), 23)] += count
+		return nil
+	}); err != nil {
+		return nil, mapErr(err)
+	}
+	return st, nil
+}
+
+// FlushMark implements store.Store.
+func (s *Store) FlushMark(ctx context.Context, node string) (uint64, error) {
+	var seq int64
+	err := s.pool.QueryRow(ctx, `SELECT seq FROM flush_marks WHERE node_id = $1`, node).Scan(&seq)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	return uint64(seq), mapErr(err)
+}
+
+// wakeTopic is the Notifier topic that a message in status wakes: its
+// channel's long polls when READY, its region's scheduler when PENDING.
+func wakeTopic(status store.Status, channel, region string) string {
+	if status == store.StatusReady {
+		return store.ReadyTopic(channel)
+	}
+	return store.DueTopic(region)
+}
+
+// querier is what a pool and a transaction share.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+}

@@ -1,0 +1,183 @@
+// Package postgres implements store.Store and store.Notifier with pgx, for
+// PostgreSQL and for CockroachDB. The two share every query; a Dialect holds
+// the few places where they differ.
+package postgres
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/smq/smq/schema"
+	"github.com/smq/smq/store"
+)
+
+var (
+	_ store.Store    = (*Store)(nil)
+	_ store.Notifier = (*Store)(nil)
+)
+
+// Options configure a Store.
+type Options struct {
+	// Region is this node's region, written on the rows it inserts.
+	// Defaults to "local".
+	Region string
+	// Dialect is "postgres" or "cockroach". Defaults to what the server says
+	// it is.
+	Dialect string
+	// MaxConns bounds the connection pool. Defaults to 32.
+	MaxConns int32
+	// ConnectTimeout bounds each connection attempt, so that requests fail
+	// fast with ErrUnavailable when the database is down. Defaults to 3 s.
+	ConnectTimeout time.Duration
+	// FallbackPoll is how often waiters re-check the database where the
+	// database cannot push notifications (CockroachDB has no LISTEN).
+	// Defaults to 200 ms.
+	FallbackPoll time.Duration
+	// Logger receives the store's own events (listener reconnects).
+	// Defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() Options {
+	o.Region = cmp.Or(o.Region, "local")
+	o.MaxConns = cmp.Or(o.MaxConns, 32)
+	o.ConnectTimeout = cmp.Or(o.ConnectTimeout, 3*time.Second)
+	o.FallbackPoll = cmp.Or(o.FallbackPoll, 200*time.Millisecond)
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o
+}
+
+// Dialect holds what differs between PostgreSQL and CockroachDB.
+type Dialect struct {
+	// Name is schema.Postgres or schema.Cockroach.
+	Name string
+	// RegionType is the SQL type of messages.region: text on PostgreSQL,
+	// crdb_internal_region under REGIONAL BY ROW on CockroachDB.
+	RegionType string
+	// Listen tells whether the database pushes notifications
+	// (LISTEN/NOTIFY). CockroachDB does not, so there wake-ups come from this
+	// process and a short poll.
+	Listen bool
+}
+
+// DialectFor returns the dialect named name.
+func DialectFor(name string) (Dialect, error) {
+	switch name {
+	case schema.Postgres:
+		return Dialect{Name: name, RegionType: "text", Listen: true}, nil
+	case schema.Cockroach:
+		return Dialect{Name: name, RegionType: "crdb_internal_region", Listen: false}, nil
+	}
+	return Dialect{}, fmt.Errorf("unknown dialect %q (want %q or %q)", name, schema.Postgres, schema.Cockroach)
+}
+
+// Store is the pgx implementation of store.Store and store.Notifier.
+type Store struct {
+	pool    *pgxpool.Pool
+	opts    Options
+	dialect Dialect
+	hub     *hub
+	stop    context.CancelFunc
+	done    chan struct{} // closed when the listener has stopped
+}
+
+// Open connects to url and starts the notification listener. It does not
+// migrate: run Migrate first.
+func Open(ctx context.Context, url string, opts Options) (*Store, error) {
+	opts = opts.withDefaults()
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("parse database url: %w", err)
+	}
+	cfg.MaxConns = opts.MaxConns
+	cfg.ConnConfig.ConnectTimeout = opts.ConnectTimeout
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect: %w", err)
+	}
+	name := opts.Dialect
+	if name == "" {
+		if name, err = detectDialect(ctx, pool); err != nil {
+			pool.Close()
+			return nil, err
+		}
+	}
+	d, err := DialectFor(name)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	lctx, stop := context.WithCancel(context.Background())
+	s := &Store{pool: pool, opts: opts, dialect: d, hub: newHub(), stop: stop, done: make(chan struct{})}
+	if d.Listen {
+		go s.listen(lctx, cfg.ConnConfig)
+	} else {
+		go s.pollFallback(lctx)
+	}
+	return s, nil
+}
+
+func detectDialect(ctx context.Context, pool *pgxpool.Pool) (string, error) {
+	var version string
+	if err := pool.QueryRow(ctx, "SELECT version()").Scan(&version); err != nil {
+		return "", fmt.Errorf("detect dialect: %w", mapErr(err))
+	}
+	if strings.Contains(version, "CockroachDB") {
+		return schema.Cockroach, nil
+	}
+	return schema.Postgres, nil
+}
+
+// Dialect returns the dialect in use.
+func (s *Store) Dialect() Dialect { return s.dialect }
+
+// Pool returns the connection pool, for tests and benchmarks.
+func (s *Store) Pool() *pgxpool.Pool { return s.pool }
+
+// Close stops the listener and closes the pool.
+func (s *Store) Close() {
+	s.stop()
+	<-s.done
+	s.pool.Close()
+}
+
+// Ping checks that the database answers.
+func (s *Store) Ping(ctx context.Context) error {
+	return mapErr(s.pool.Ping(ctx))
+}
+
+// mapErr turns a failure to reach the database into store.ErrUnavailable,
+// keeping the cause in the message.
+func mapErr(err error) error {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		// Class 08 is connection exception; 57P0x are shutdowns and
+		// "cannot connect now" during start-up.
+		if strings.HasPrefix(pgErr.Code, "08") || strings.HasPrefix(pgErr.Code, "57P0") {
+			return fmt.Errorf("%w: %s", store.ErrUnavailable, pgErr.Message)
+		}
+		return err
+	}
+	var netErr net.Error
+	var connectErr *pgconn.ConnectError
+	if errors.As(err, &netErr) || errors.As(err, &connectErr) || pgconn.SafeToRetry(err) ||
+		errors.Is(err, pgx.ErrTxClosed) || strings.Contains(err.Error(), "conn closed") {
+		return fmt.Errorf("%w: %v", store.ErrUnavailable, err)
+	}
+	return err
+}
