@@ -23,11 +23,11 @@ const messageCols = `m.id, m.channel, m.payload, m.status, m.scheduled_at, m.att
 
 func scanMessage(row pgx.Row) (*store.Message, error) {
 	var (
-		m                            store.Message
-		token                        *uuid.UUID
-		leasedUntil, acquiredAt      *time.Time
-		status                       string
-		attempts, maxAttempts        int32
+		m                       store.Message
+		token                   *uuid.UUID
+		leasedUntil, acquiredAt *time.Time
+		status                  string
+		attempts, maxAttempts   int32
 	)
 	err := row.Scan(&m.ID, &m.Channel, &m.Payload, &status, &m.ScheduledAt, &attempts, &maxAttempts,
 		&token, &leasedUntil, &acquiredAt, &m.CreatedAt, &m.UpdatedAt, &m.Region,

@@ -59,4 +59,3 @@ func (s *Store) NodeDelete(ctx context.Context, id string) error {
 	_, err := s.pool.Exec(ctx, `DELETE FROM nodes WHERE id = $1`, id)
 	return mapErr(err)
 }
-
