@@ -1,0 +1,347 @@
+package buffer
+
+import (
+	"bytes"
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/google/uuid"
+
+	"github.com/smq/smq/store"
+)
+
+// errNotInFlight is what Commit returns for a batch that Next did not hand
+// out, or that was released or committed already.
+var errNotInFlight = errors.New("batch not in flight")
+
+// record is one buffered message.
+type record struct {
+	seq uint64
+	// msg is replaced by Update, never changed in place, so a Batch can
+	// hand it out without a copy.
+	msg  *store.Message
+	size int64 // len(msg.Payload)
+	elem *list.Element
+	// busy is set while a Delete or Update of the record is being written.
+	// Next stops before a busy record (its fate is not known yet) and
+	// other changes of it wait.
+	busy bool
+}
+
+func newRecords(msgs []*store.Message) []*record {
+	recs := make([]*record, len(msgs))
+	for i, m := range msgs {
+		cp := *m
+		recs[i] = &record{msg: &cp, size: int64(len(m.Payload))}
+	}
+	return recs
+}
+
+// index is the in-memory state both buffers share: the records by id and
+// in sequence order, the capacity accounting and the one batch in flight.
+// The WAL makes its changes durable before applying them here, so the
+// index never reads the disk.
+type index struct {
+	kind     string
+	maxDepth int
+	maxBytes int64
+
+	// notify is Appended's channel: capacity 1, sent to without blocking.
+	notify chan struct{}
+
+	mu    sync.Mutex // guards the fields below
+	byID  map[uuid.UUID]*record
+	order list.List // of *record, by seq
+	// depth and bytes count records and their payload bytes, appends that
+	// reserved room but are not admitted yet included, so that concurrent
+	// appends never overshoot the capacity together.
+	depth int
+	bytes int64
+	// nextSeq numbers the records of the memory buffer; the WAL numbers
+	// its own in its writer.
+	nextSeq uint64
+	// inflight is the batch taken by Next (or being dropped by Discard):
+	// every record with seq ≤ inflight.Seq belongs to it and cannot change.
+	inflight *store.Batch
+	// changed is closed and replaced whenever a record leaves flight or
+	// stops being busy, waking the Deletes, Updates and Discards that wait.
+	changed chan struct{}
+}
+
+func newIndex(kind string, maxDepth int, maxBytes int64) *index {
+	return &index{
+		kind:     kind,
+		maxDepth: maxDepth,
+		maxBytes: maxBytes,
+		notify:   make(chan struct{}, 1),
+		byID:     make(map[uuid.UUID]*record),
+		changed:  make(chan struct{}),
+	}
+}
+
+func (ix *index) signal() {
+	select {
+	case ix.notify <- struct{}{}:
+	default:
+	}
+}
+
+// broadcastLocked wakes every waiter; ix.mu must be held.
+func (ix *index) broadcastLocked() {
+	close(ix.changed)
+	ix.changed = make(chan struct{})
+}
+
+// reserve takes room for recs, or returns ErrBufferFull and takes nothing.
+func (ix *index) reserve(recs []*record) error {
+	var size int64
+	for _, r := range recs {
+		size += r.size
+	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.depth+len(recs) > ix.maxDepth || ix.bytes+size > ix.maxBytes {
+		return store.ErrBufferFull
+	}
+	ix.depth += len(recs)
+	ix.bytes += size
+	return nil
+}
+
+// unreserve gives back the room of recs that were never admitted.
+func (ix *index) unreserve(recs []*record) {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	for _, r := range recs {
+		ix.depth--
+		ix.bytes -= r.size
+	}
+}
+
+// admit makes reserved records visible. Their seqs must be higher than any
+// admitted before (so that a batch's watermark is exact); with number set,
+// admit assigns them.
+func (ix *index) admit(recs []*record, number bool) {
+	ix.mu.Lock()
+	for _, r := range recs {
+		if number {
+			r.seq = ix.nextSeq
+			ix.nextSeq++
+		}
+		r.elem = ix.order.PushBack(r)
+		ix.byID[r.msg.ID] = r
+	}
+	ix.mu.Unlock()
+	ix.signal()
+}
+
+func (ix *index) inFlightLocked(r *record) bool {
+	return ix.inflight != nil && r.seq <= ix.inflight.Seq
+}
+
+func (ix *index) removeLocked(r *record) {
+	delete(ix.byID, r.msg.ID)
+	ix.order.Remove(r.elem)
+	ix.depth--
+	ix.bytes -= r.size
+}
+
+func (ix *index) get(id uuid.UUID) (*store.Message, bool) {
+	ix.mu.Lock()
+	r, ok := ix.byID[id]
+	ix.mu.Unlock()
+	if !ok {
+		return nil, false
+	}
+	return cloneMessage(r.msg), true
+}
+
+func cloneMessage(m *store.Message) *store.Message {
+	cp := *m
+	cp.Payload = bytes.Clone(m.Payload)
+	return &cp
+}
+
+// acquire waits until the record of id is neither in flight nor busy and
+// marks it busy; the caller must end with finish. It returns nil when the
+// buffer does not hold the record (any more).
+func (ix *index) acquire(ctx context.Context, id uuid.UUID) (*record, error) {
+	ix.mu.Lock()
+	for {
+		r, ok := ix.byID[id]
+		if !ok {
+			ix.mu.Unlock()
+			return nil, nil
+		}
+		if !r.busy && !ix.inFlightLocked(r) {
+			r.busy = true
+			ix.mu.Unlock()
+			return r, nil
+		}
+		changed := ix.changed
+		ix.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+		ix.mu.Lock()
+	}
+}
+
+// finish ends what acquire began: it removes r, or replaces its message
+// with msg when msg is set, or leaves it as it was.
+func (ix *index) finish(r *record, remove bool, msg *store.Message) {
+	ix.mu.Lock()
+	switch {
+	case remove:
+		ix.removeLocked(r)
+	case msg != nil:
+		size := int64(len(msg.Payload))
+		ix.bytes += size - r.size
+		r.msg, r.size = msg, size
+	}
+	r.busy = false
+	ix.broadcastLocked()
+	ix.mu.Unlock()
+	// Next may have stopped before r while it was busy.
+	ix.signal()
+}
+
+// update runs fn on a copy of r's message for Update.
+func update(r *record, fn func(*store.Message)) (*store.Message, error) {
+	m := cloneMessage(r.msg)
+	fn(m)
+	if m.ID != r.msg.ID {
+		return nil, fmt.Errorf("update of %s changed its id", r.msg.ID)
+	}
+	return m, nil
+}
+
+func (ix *index) next(limit int) *store.Batch {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	if ix.inflight != nil || limit <= 0 {
+		return nil
+	}
+	var b store.Batch
+	for e := ix.order.Front(); e != nil && len(b.Messages) < limit; e = e.Next() {
+		r := e.Value.(*record)
+		// Stopping at a busy record keeps the watermark exact: every live
+		// record up to b.Seq is in the batch.
+		if r.busy {
+			break
+		}
+		b.Messages = append(b.Messages, r.msg)
+		b.Seq = r.seq
+	}
+	if len(b.Messages) == 0 {
+		return nil
+	}
+	ix.inflight = &b
+	return &b
+}
+
+// inFlightRecordsLocked lists the records of the batch in flight.
+func (ix *index) inFlightRecordsLocked() []*record {
+	var recs []*record
+	for e := ix.order.Front(); e != nil; e = e.Next() {
+		r := e.Value.(*record)
+		if r.seq > ix.inflight.Seq {
+			break
+		}
+		recs = append(recs, r)
+	}
+	return recs
+}
+
+// commit drops the records of b, the batch in flight, once drop (nil for
+// memory) made that durable. On an error b stays in flight.
+func (ix *index) commit(b *store.Batch, drop func([]*record) error) error {
+	ix.mu.Lock()
+	if b == nil || ix.inflight != b {
+		ix.mu.Unlock()
+		return errNotInFlight
+	}
+	recs := ix.inFlightRecordsLocked()
+	ix.mu.Unlock()
+	if drop != nil {
+		if err := drop(recs); err != nil {
+			return err
+		}
+	}
+	ix.mu.Lock()
+	for _, r := range recs {
+		ix.removeLocked(r)
+	}
+	ix.inflight = nil
+	ix.broadcastLocked()
+	ix.mu.Unlock()
+	return nil
+}
+
+func (ix *index) release(b *store.Batch) {
+	ix.mu.Lock()
+	if b == nil || ix.inflight != b {
+		ix.mu.Unlock()
+		return
+	}
+	ix.inflight = nil
+	ix.broadcastLocked()
+	ix.mu.Unlock()
+	ix.signal()
+}
+
+// discard drops every record with seq ≤ seq. It takes them as a batch in
+// flight (waiting for the batch of Next to end and for busy records to
+// settle), so Delete and Update wait for it as for a flush and then find
+// the records gone.
+func (ix *index) discard(ctx context.Context, seq uint64, drop func([]*record) error) error {
+	ix.mu.Lock()
+	for ix.inflight != nil || ix.busyUpToLocked(seq) {
+		changed := ix.changed
+		ix.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		ix.mu.Lock()
+	}
+	b := &store.Batch{Seq: seq}
+	ix.inflight = b
+	ix.mu.Unlock()
+	err := ix.commit(b, drop)
+	if err != nil {
+		ix.release(b)
+	}
+	return err
+}
+
+func (ix *index) busyUpToLocked(seq uint64) bool {
+	for e := ix.order.Front(); e != nil; e = e.Next() {
+		r := e.Value.(*record)
+		if r.seq > seq {
+			return false
+		}
+		if r.busy {
+			return true
+		}
+	}
+	return false
+}
+
+func (ix *index) stats() store.BufferStats {
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	return store.BufferStats{
+		Kind:     ix.kind,
+		Depth:    ix.depth,
+		Bytes:    ix.bytes,
+		MaxDepth: ix.maxDepth,
+		MaxBytes: ix.maxBytes,
+	}
+}
