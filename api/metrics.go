@@ -1,0 +1,77 @@
+package api
+
+import (
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the API's Prometheus collectors.
+type metrics struct {
+	created   *prometheus.CounterVec
+	polls     *prometheus.CounterVec
+	delivered *prometheus.CounterVec
+	acked     prometheus.Counter
+	nacked    prometheus.Counter
+	duration  *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	return &metrics{
+		created: registerCollector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "smq_messages_created_total",
+			Help: "Messages created (dedup hits excluded), by channel.",
+		}, []string{"channel"})),
+		polls: registerCollector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "smq_polls_total",
+			Help: "Poll requests, by channel.",
+		}, []string{"channel"})),
+		delivered: registerCollector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "smq_messages_polled_total",
+			Help: "Messages leased to consumers by polls, by channel.",
+		}, []string{"channel"})),
+		acked: registerCollector(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "smq_messages_acked_total",
+			Help: "Messages acked.",
+		})),
+		nacked: registerCollector(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "smq_messages_nacked_total",
+			Help: "Messages nacked (retried or dead-lettered).",
+		})),
+		duration: registerCollector(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "smq_http_request_duration_seconds",
+			Help:    "HTTP request durations, by operation id and status code.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 20},
+		}, []string{"operation", "code"})),
+	}
+}
+
+// registerCollector registers c on reg, or returns the collector already registered
+// under its name (a second handler on the same registry, as in tests).
+func registerCollector[C prometheus.Collector](reg prometheus.Registerer, c C) C {
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(C); ok {
+				return existing
+			}
+		}
+		panic(err)
+	}
+	return c
+}
+
+// observe is the Huma middleware that records each operation's duration
+// and names the operation for the access log.
+func (s *server) observe(ctx huma.Context, next func(huma.Context)) {
+	start := time.Now()
+	op := ctx.Operation().OperationID
+	if info := infoFrom(ctx.Context()); info != nil {
+		info.operation = op
+	}
+	next(ctx)
+	s.metrics.duration.WithLabelValues(op, strconv.Itoa(ctx.Status())).Observe(time.Since(start).Seconds())
+}
