@@ -36,6 +36,12 @@ func (f *fakeStore) fail(err error) {
 	f.err = err
 }
 
+func (f *fakeStore) insertCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.inserts
+}
+
 func (f *fakeStore) writeCount() int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -276,6 +282,12 @@ func (b *fakeBuffer) Stats() store.BufferStats {
 	return store.BufferStats{Kind: "memory", Depth: len(b.msgs)}
 }
 func (b *fakeBuffer) Close() error { return nil }
+
+func (b *fakeBuffer) fail(err error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.err = err
+}
 
 func (b *fakeBuffer) appendCount() int {
 	b.mu.Lock()

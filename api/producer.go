@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -69,11 +70,14 @@ type createMessagesInput struct {
 	}
 }
 
+// BatchResults answers a batch create.
+type BatchResults struct {
+	Results []BatchResult `json:"results" doc:"One result per message, in order."`
+}
+
 type createMessagesOutput struct {
 	Status int
-	Body   struct {
-		Results []BatchResult `json:"results" doc:"One result per message, in order."`
-	}
+	Body   BatchResults
 }
 
 // MessageOut is a message as GET, PATCH and poll show it.
@@ -121,6 +125,9 @@ type deleteMessageOutput struct {
 }
 
 func (s *server) registerProducer(a huma.API) {
+	schemaOf := func(t reflect.Type) map[string]*huma.MediaType {
+		return map[string]*huma.MediaType{"application/json": {Schema: a.OpenAPI().Components.Schemas.Schema(t, true, "")}}
+	}
 	huma.Register(a, huma.Operation{
 		OperationID:   "create-message",
 		Method:        http.MethodPost,
@@ -132,6 +139,10 @@ func (s *server) registerProducer(a huma.API) {
 		MaxBodyBytes:  s.d.MaxPayload + bodyOverhead,
 		Security:      needs(ScopeProduce),
 		Errors:        []int{400, 401, 403, 413, 422, 429, 503, 507},
+		Responses: map[string]*huma.Response{"200": {
+			Description: "The dedup key was already used on the channel: nothing was created, and message_id is the first message's.",
+			Content:     schemaOf(reflect.TypeFor[CreatedMessage]()),
+		}},
 	}, s.createMessage)
 
 	huma.Register(a, huma.Operation{
@@ -145,6 +156,10 @@ func (s *server) registerProducer(a huma.API) {
 		MaxBodyBytes:  max(s.d.MaxBatchBytes, s.d.MaxPayload+bodyOverhead),
 		Security:      needs(ScopeProduce),
 		Errors:        []int{400, 401, 403, 413, 422, 429, 503, 507},
+		Responses: map[string]*huma.Response{"200": {
+			Description: "Every message's dedup key was already used: nothing was created.",
+			Content:     schemaOf(reflect.TypeFor[BatchResults]()),
+		}},
 	}, s.createMessages)
 
 	huma.Register(a, huma.Operation{
