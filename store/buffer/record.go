@@ -17,6 +17,12 @@ import (
 // a WAL written by an older SMQ replays after an upgrade.
 const recordVersion = 1
 
+// The Unix seconds of 0001-01-01 and 9999-12-31T23:59:59 UTC.
+const (
+	minUnix = -62135596800
+	maxUnix = 253402300799
+)
+
 // errCorrupt is what decodeRecord returns for bytes it did not write.
 var errCorrupt = errors.New("corrupt record")
 
@@ -180,7 +186,9 @@ func (d *decoder) time() time.Time {
 	case 1:
 		sec := d.varint()
 		nsec := d.uvarint()
-		if nsec >= uint64(time.Second) {
+		// Years 1 to 9999: beyond them time.Unix overflows and the value
+		// would not encode back to itself.
+		if nsec >= uint64(time.Second) || sec < minUnix || sec > maxUnix {
 			d.fail("time")
 			return time.Time{}
 		}

@@ -1,0 +1,301 @@
+package buffer
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+
+	"github.com/smq/smq/store"
+)
+
+// reopen closes w and opens its directory again.
+func reopen(t *testing.T, w *WAL, cfg WALConfig) *WAL {
+	t.Helper()
+	require.NoError(t, w.Close())
+	return openWAL(t, cfg)
+}
+
+func TestWALReopenReplays(t *testing.T) {
+	ctx := context.Background()
+	cfg := WALConfig{Dir: t.TempDir()}
+	w := openWAL(t, cfg)
+	msgs := newMessages(10)
+	for _, m := range msgs {
+		require.NoError(t, w.Append(ctx, []*store.Message{m}))
+	}
+	b := w.Next(3)
+	require.NoError(t, w.Commit(ctx, b))
+	deleted, err := w.Delete(ctx, msgs[4].ID)
+	require.NoError(t, err)
+	require.True(t, deleted)
+	updated, _, err := w.Update(ctx, msgs[5].ID, func(m *store.Message) {
+		m.Payload = []byte(`"changed"`)
+		m.ScheduledAt = epoch.Add(24 * time.Hour)
+	})
+	require.NoError(t, err)
+	// A batch in flight at the crash (or close) comes back too.
+	require.NotNil(t, w.Next(2))
+
+	w = reopen(t, w, cfg)
+	for _, m := range msgs[:3] {
+		_, ok := w.Get(m.ID)
+		require.False(t, ok, "a committed record does not come back")
+	}
+	_, ok := w.Get(msgs[4].ID)
+	require.False(t, ok, "a deletion survives reopen")
+	got, ok := w.Get(msgs[5].ID)
+	require.True(t, ok)
+	require.Equal(t, updated, got, "an update survives reopen")
+
+	live := append(append([]*store.Message{}, msgs[3]), msgs[5:]...)
+	require.Equal(t, len(live), w.Stats().Depth)
+	b2 := w.Next(100)
+	require.Equal(t, ids(live), ids(b2.Messages), "replay keeps append order")
+	require.Greater(t, b2.Seq, b.Seq)
+	for i, m := range live {
+		if m.ID != msgs[5].ID {
+			require.Equal(t, m, b2.Messages[i])
+		}
+	}
+}
+
+func TestWALSeqNeverGoesBack(t *testing.T) {
+	ctx := context.Background()
+	cfg := WALConfig{Dir: t.TempDir()}
+	w := openWAL(t, cfg)
+	require.NoError(t, w.Append(ctx, newMessages(3)))
+	b := w.Next(10)
+	require.NoError(t, w.Commit(ctx, b))
+
+	// Emptied: the trimmed watermark keeps seqs above b.Seq.
+	w = reopen(t, w, cfg)
+	require.NoError(t, w.Append(ctx, newMessages(1)))
+	b2 := w.Next(10)
+	require.Greater(t, b2.Seq, b.Seq)
+	w.Release(b2)
+
+	// A database mark ahead of the clock (another directory of this node,
+	// or a clock set back) is persisted by Discard and respected on open.
+	ahead := uint64(time.Now().Add(time.Hour).UnixNano())
+	require.NoError(t, w.Discard(ctx, ahead))
+	require.Equal(t, 0, w.Stats().Depth)
+	w = reopen(t, w, cfg)
+	require.NoError(t, w.Append(ctx, newMessages(1)))
+	b3 := w.Next(10)
+	require.Greater(t, b3.Seq, ahead)
+}
+
+func TestWALDropsCutShortAppend(t *testing.T) {
+	ctx := context.Background()
+	cfg := WALConfig{Dir: t.TempDir()}
+	w := openWAL(t, cfg)
+	kept := newMessages(2)
+	require.NoError(t, w.Append(ctx, kept))
+	b := w.Next(10)
+	w.Release(b)
+	require.NoError(t, w.Close())
+
+	// A record above the head key is what a crash leaves of an append that
+	// spanned transactions and was never acknowledged.
+	db, err := badger.Open(badger.DefaultOptions(cfg.Dir).WithLogger(nil))
+	require.NoError(t, err)
+	orphan := newMessage(9)
+	require.NoError(t, db.Update(func(txn *badger.Txn) error {
+		return txn.Set(recordKey(b.Seq+1), encodeRecord(nil, orphan))
+	}))
+	require.NoError(t, db.Close())
+
+	w = openWAL(t, cfg)
+	_, ok := w.Get(orphan.ID)
+	require.False(t, ok)
+	require.Equal(t, 2, w.Stats().Depth)
+}
+
+func TestWALLargeAppendSpansTransactions(t *testing.T) {
+	ctx := context.Background()
+	cfg := WALConfig{Dir: t.TempDir()}
+	w := openWAL(t, cfg)
+	// 2,000 records of 900 bytes stay in the LSM tree (under the value
+	// threshold) and far exceed one transaction of a 4 MB memtable.
+	msgs := newMessages(2000)
+	for _, m := range msgs {
+		m.Payload = []byte(`"` + strings.Repeat("x", 898) + `"`)
+	}
+	before := w.Commits.Load()
+	require.NoError(t, w.Append(ctx, msgs))
+	require.Greater(t, w.Commits.Load()-before, int64(1), "the append needed several transactions")
+	require.NoError(t, w.Append(ctx, newMessages(1)))
+
+	w = reopen(t, w, cfg)
+	require.Equal(t, 2001, w.Stats().Depth)
+	b := w.Next(10_000)
+	require.Equal(t, ids(msgs), ids(b.Messages[:2000]))
+}
+
+func TestWALGroupCommit(t *testing.T) {
+	ctx := context.Background()
+	w := openWAL(t, WALConfig{Dir: t.TempDir()})
+	const goroutines, appends = 64, 20
+	before := w.Commits.Load()
+	var wg sync.WaitGroup
+	for range goroutines {
+		wg.Go(func() {
+			for range appends {
+				if err := w.Append(ctx, newMessages(1)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	commits := w.Commits.Load() - before
+	t.Logf("%d appends in %d commits", goroutines*appends, commits)
+	require.Less(t, commits, int64(goroutines*appends/4), "concurrent appends share commits")
+	require.Equal(t, goroutines*appends, w.Stats().Depth)
+}
+
+func TestWALConfig(t *testing.T) {
+	_, err := OpenWAL(WALConfig{})
+	require.ErrorContains(t, err, "Dir")
+	_, err = OpenWAL(WALConfig{Dir: t.TempDir(), MaxDepth: -1})
+	require.ErrorContains(t, err, "MaxDepth")
+}
+
+func TestWALClosed(t *testing.T) {
+	w, err := OpenWAL(WALConfig{Dir: t.TempDir(), Logger: discardLogger})
+	require.NoError(t, err)
+	require.NoError(t, w.Close())
+	require.NoError(t, w.Close())
+	require.ErrorIs(t, w.Append(context.Background(), newMessages(1)), ErrClosed)
+	require.Equal(t, 0, w.Stats().Depth)
+}
+
+func TestWALErrorDiskFull(t *testing.T) {
+	require.ErrorIs(t, walError(fmt.Errorf("sync: %w", syscall.ENOSPC)), store.ErrStorageFull)
+	// Badger flattens the errors it wraps into text.
+	flat := errors.New("while writing to vlog err: write /wal/000001.vlog: no space left on device")
+	require.ErrorIs(t, walError(flat), store.ErrStorageFull)
+	require.NotErrorIs(t, walError(errors.New("boom")), store.ErrStorageFull)
+}
+
+// TestWALCrash kills a process that appends in a loop and checks that every
+// append it acknowledged survives.
+func TestWALCrash(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a child process")
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
+	cmd.Env = append(os.Environ(), "SMQ_WAL_CRASH_DIR="+dir)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, cmd.Start())
+
+	var acked []uuid.UUID
+	r := bufio.NewReader(out)
+	killed := false
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			// Only whole lines were acknowledged.
+			require.ErrorIs(t, err, io.EOF)
+			break
+		}
+		id, perr := uuid.Parse(strings.TrimSpace(line))
+		if perr != nil {
+			continue // the test framework's own output
+		}
+		acked = append(acked, id)
+		if len(acked) == 2000 && !killed {
+			require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+			killed = true
+		}
+	}
+	require.Error(t, cmd.Wait())
+	require.True(t, killed, "the child stopped before it was killed")
+
+	w := openWAL(t, WALConfig{Dir: dir})
+	for _, id := range acked {
+		_, ok := w.Get(id)
+		require.True(t, ok, "acknowledged %s is lost", id)
+	}
+	t.Logf("%d acknowledged, %d in the WAL after the kill", len(acked), w.Stats().Depth)
+}
+
+// TestHelperProcess is TestWALCrash's child: it appends until killed and
+// prints the id of every acknowledged append.
+func TestHelperProcess(t *testing.T) {
+	dir := os.Getenv("SMQ_WAL_CRASH_DIR")
+	if dir == "" {
+		t.Skip("run by TestWALCrash")
+	}
+	w, err := OpenWAL(WALConfig{Dir: dir, Logger: discardLogger})
+	require.NoError(t, err)
+	var mu sync.Mutex // one line per write
+	for range 8 {
+		go func() {
+			for {
+				m := newMessage(0)
+				if err := w.Append(context.Background(), []*store.Message{m}); err != nil {
+					fmt.Fprintln(os.Stderr, "append:", err)
+					os.Exit(3)
+				}
+				mu.Lock()
+				fmt.Fprintln(os.Stdout, m.ID)
+				mu.Unlock()
+			}
+		}()
+	}
+	// The parent kills us; if it died instead, do not run forever.
+	time.Sleep(2 * time.Minute)
+	os.Exit(4)
+}
+
+// BenchmarkWALAppend measures appends under concurrent submitters, as the
+// API issues them: one message per request, or batches of 100.
+func BenchmarkWALAppend(b *testing.B) {
+	for _, submitters := range []int{1, 16, 64} {
+		for _, batch := range []int{1, 100} {
+			b.Run(fmt.Sprintf("submitters=%d/batch=%d", submitters, batch), func(b *testing.B) {
+				w := openWAL(b, WALConfig{Dir: b.TempDir(), MaxDepth: 1 << 30, MaxBytes: 1 << 40})
+				ctx := context.Background()
+				b.ResetTimer()
+				if submitters == 1 {
+					for range b.N {
+						if err := w.Append(ctx, newMessages(batch)); err != nil {
+							b.Fatal(err)
+						}
+					}
+				} else {
+					// RunParallel starts parallelism × GOMAXPROCS goroutines.
+					b.SetParallelism(max(1, submitters/runtime.GOMAXPROCS(0)))
+					b.RunParallel(func(pb *testing.PB) {
+						for pb.Next() {
+							if err := w.Append(ctx, newMessages(batch)); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					})
+				}
+				b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "msgs/s")
+			})
+		}
+	}
+}
