@@ -105,6 +105,7 @@ func (a *Activities) Schedule(ctx context.Context, in ScheduleInput) (ScheduleRe
 			until = now.Add(spin)
 		}
 		r.beat(false)
+		a.logger().Debug("scheduler pass", "region", region, "next_due", next, "sleep", until.Sub(now))
 		select {
 		case <-wake:
 			// A notification that came during the pass: the pass may have
