@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -96,6 +97,13 @@ func (r *response) Decode(t *testing.T, v any) {
 // is a string or []byte, else as JSON. headers are name, value pairs.
 func (s *testServer) do(t *testing.T, key, method, path string, body any, headers ...string) *response {
 	t.Helper()
+	r, err := s.send(t.Context(), key, method, path, body, headers...)
+	require.NoError(t, err)
+	return r
+}
+
+// send is do for goroutines other than the test's: it returns its error.
+func (s *testServer) send(ctx context.Context, key, method, path string, body any, headers ...string) (*response, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -105,11 +113,15 @@ func (s *testServer) do(t *testing.T, key, method, path string, body any, header
 		rd = bytes.NewReader(b)
 	default:
 		raw, err := json.Marshal(b)
-		require.NoError(t, err)
+		if err != nil {
+			return nil, err
+		}
 		rd = bytes.NewReader(raw)
 	}
-	req, err := http.NewRequestWithContext(t.Context(), method, s.URL+path, rd)
-	require.NoError(t, err)
+	req, err := http.NewRequestWithContext(ctx, method, s.URL+path, rd)
+	if err != nil {
+		return nil, err
+	}
 	if rd != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -120,11 +132,15 @@ func (s *testServer) do(t *testing.T, key, method, path string, body any, header
 		req.Header.Set(headers[i], headers[i+1])
 	}
 	resp, err := http.DefaultClient.Do(req)
-	require.NoError(t, err)
+	if err != nil {
+		return nil, err
+	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
-	require.NoError(t, err)
-	return &response{Status: resp.StatusCode, Header: resp.Header, Body: raw}
+	if err != nil {
+		return nil, err
+	}
+	return &response{Status: resp.StatusCode, Header: resp.Header, Body: raw}, nil
 }
 
 // requireProblem checks that r is a problem with status whose details (or
