@@ -14,7 +14,8 @@ import (
 	"github.com/smq/smq/store"
 )
 
-// Sink is the part of store.Store a Flusher writes to.
+// Sink is the part of store.Store a Flusher writes to. It must not change
+// the messages it is given: they are the buffer's own.
 type Sink interface {
 	MessageInsertMany(ctx context.Context, p *store.MessageInsertManyParams) (*store.MessageInsertManyResult, error)
 	FlushMark(ctx context.Context, node string) (uint64, error)
@@ -170,15 +171,17 @@ func (f *Flusher) loop(ctx context.Context, progress func(store.FlushStats), dra
 		if err == nil {
 			n, err = f.flush(ctx)
 		}
+		if err != nil && ctx.Err() != nil {
+			// Stopped mid-flush: not a failure; the batch was released.
+			continue
+		}
 		if err != nil {
 			lastErr = err
 			f.mu.Lock()
 			f.stats.Errors++
 			f.stats.LastError = err.Error()
 			f.mu.Unlock()
-			if ctx.Err() == nil {
-				f.log.Warn("flush failed", "node", f.cfg.Node, "err", err)
-			}
+			f.log.Warn("flush failed", "node", f.cfg.Node, "err", err)
 			// The failed call may have committed in the database: find out
 			// how far it got before trying again.
 			reconciled = false

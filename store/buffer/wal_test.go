@@ -276,6 +276,10 @@ func BenchmarkWALAppend(b *testing.B) {
 				w := openWAL(b, WALConfig{Dir: b.TempDir(), MaxDepth: 1 << 30, MaxBytes: 1 << 40})
 				ctx := context.Background()
 				b.ResetTimer()
+				commits := w.Commits.Load()
+				defer func() {
+					b.ReportMetric(float64(b.N)/float64(w.Commits.Load()-commits), "appends/commit")
+				}()
 				if submitters == 1 {
 					for range b.N {
 						if err := w.Append(ctx, newMessages(batch)); err != nil {
