@@ -63,17 +63,17 @@ func (c FlusherConfig) withDefaults() FlusherConfig {
 func (c FlusherConfig) validate() error {
 	switch {
 	case c.Node == "":
-		return errors.New("Node is required")
+		return errors.New("field Node is required")
 	case c.Interval < 0:
-		return fmt.Errorf("Interval must not be negative, got %s", c.Interval)
+		return fmt.Errorf("field Interval must not be negative, got %s", c.Interval)
 	case c.MinBatch < 1:
-		return fmt.Errorf("MinBatch must be at least 1, got %d", c.MinBatch)
+		return fmt.Errorf("field MinBatch must be at least 1, got %d", c.MinBatch)
 	case c.MaxBatch < c.MinBatch:
-		return fmt.Errorf("MaxBatch must be at least MinBatch (%d), got %d", c.MinBatch, c.MaxBatch)
+		return fmt.Errorf("field MaxBatch must be at least MinBatch (%d), got %d", c.MinBatch, c.MaxBatch)
 	case c.InitialBatch < c.MinBatch || c.InitialBatch > c.MaxBatch:
-		return fmt.Errorf("InitialBatch must be within MinBatch and MaxBatch, got %d", c.InitialBatch)
+		return fmt.Errorf("field InitialBatch must be within MinBatch and MaxBatch, got %d", c.InitialBatch)
 	case c.Backoff.Base < 0 || c.Backoff.Cap < c.Backoff.Base || c.Backoff.Factor < 1:
-		return fmt.Errorf("Backoff is invalid: %+v", c.Backoff)
+		return fmt.Errorf("field Backoff is invalid: %+v", c.Backoff)
 	}
 	return nil
 }

@@ -324,7 +324,7 @@ func TestFlusherOneRunAtATime(t *testing.T) {
 }
 
 func TestFlusherConfig(t *testing.T) {
-	require.PanicsWithValue(t, "buffer: flusher config: Node is required", func() {
+	require.PanicsWithValue(t, "buffer: flusher config: field Node is required", func() {
 		NewFlusher(NewMemory(MemoryConfig{}), newFakeSink(), FlusherConfig{})
 	})
 	require.Panics(t, func() {

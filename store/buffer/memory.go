@@ -39,10 +39,10 @@ func (c MemoryConfig) withDefaults() MemoryConfig {
 
 func validateCapacity(maxDepth int, maxBytes int64) error {
 	if maxDepth < 0 {
-		return fmt.Errorf("MaxDepth must not be negative, got %d", maxDepth)
+		return fmt.Errorf("field MaxDepth must not be negative, got %d", maxDepth)
 	}
 	if maxBytes < 0 {
-		return fmt.Errorf("MaxBytes must not be negative, got %d", maxBytes)
+		return fmt.Errorf("field MaxBytes must not be negative, got %d", maxBytes)
 	}
 	return nil
 }

@@ -78,10 +78,10 @@ func (c WALConfig) withDefaults() WALConfig {
 
 func (c WALConfig) validate() error {
 	if c.Dir == "" {
-		return errors.New("Dir is required")
+		return errors.New("field Dir is required")
 	}
 	if c.GCInterval < 0 {
-		return fmt.Errorf("GCInterval must not be negative, got %s", c.GCInterval)
+		return fmt.Errorf("field GCInterval must not be negative, got %s", c.GCInterval)
 	}
 	return validateCapacity(c.MaxDepth, c.MaxBytes)
 }
