@@ -64,9 +64,9 @@ func (s Schedule) time(now time.Time) (time.Time, error) {
 		case err != nil:
 			return time.Time{}, fmt.Errorf("not Unix seconds nor an RFC 3339 time")
 		case f != math.Trunc(f):
-			return time.Time{}, fmt.Errorf("Unix seconds must be a whole number")
+			return time.Time{}, fmt.Errorf("must be a whole number of Unix seconds")
 		case f < 0:
-			return time.Time{}, fmt.Errorf("Unix seconds must not be negative")
+			return time.Time{}, fmt.Errorf("must not be negative Unix seconds")
 		case f > float64(now.Add(MaxAhead).Unix()):
 			return time.Time{}, fmt.Errorf("more than 10 years ahead (scheduled_at takes Unix seconds, not milliseconds)")
 		}

@@ -281,6 +281,9 @@ func (s *server) insert(ctx context.Context, msgs []*store.Message, durability s
 		}
 	}
 	existing := map[int]uuid.UUID{}
+	// The database first: if the append then fails, a retry of the request
+	// finds the direct messages by their dedup keys and creates nothing
+	// twice, whereas buffered messages have no key to be found by.
 	if len(direct) > 0 {
 		sctx, cancel := s.storeCtx(ctx)
 		res, err := s.d.Store.MessageInsertMany(sctx, &store.MessageInsertManyParams{Messages: direct})
