@@ -1,0 +1,53 @@
+# SMQ — every entry point a developer or CI needs.
+# `make dev` runs SMQ on this machine with no set-up; `make test` runs every
+# test (CI runs exactly that through .ci/run).
+
+GO      ?= go
+BIN     := bin/smq
+VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
+.PHONY: all build dev test deps bench generate lint docker clean
+
+all: build
+
+## deps: install what the tests need from Debian's packages (PostgreSQL's server), if missing
+deps:
+	@if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "installing PostgreSQL's server binaries"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	fi
+
+## build: the smq binary in bin/
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/smq
+
+## dev: SMQ on embedded defaults: local PostgreSQL, embedded Temporal and its UI (:8233), the API and docs (:8080)
+dev: deps build
+	./$(BIN) dev
+
+## test: vet and every test with -race, against a throwaway PostgreSQL
+test: deps
+	./test/run-tests.sh
+
+## bench: SMQ vs River vs a hand-written SKIP LOCKED queue on one throwaway PostgreSQL (about 20 min);
+## writes test/bench/results.md and results.svg. SMQ_BENCH_STEPS=<regexp> runs only the matching steps.
+bench: deps
+	SMQ_BENCH=1 SMQ_BENCH_COMMAND="make bench" $(GO) test -run '^TestBench$$' -count=1 -timeout 45m -v ./test/bench/
+
+## generate: re-create the committed OpenAPI document and the generated client
+generate:
+	$(GO) test ./api -run TestOpenAPI -update
+	$(GO) generate ./api/client
+
+## lint: gofmt and go vet
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet ./...
+
+## docker: the container image (needs a Docker engine)
+docker:
+	docker build -f docker/Dockerfile -t smq:$(VERSION) .
+
+clean:
+	rm -rf bin .smq

@@ -1,0 +1,495 @@
+package bench
+
+import (
+	"cmp"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// report renders the results as Markdown and SVG.
+type report struct {
+	res               *results
+	machine           machine
+	started, finished time.Time
+	command           string
+}
+
+// target is one goal of issues 3, 4 and 7 with its measured figure.
+type target struct {
+	Issue   string
+	What    string
+	Got     string
+	Status  string // met, MISSED, or not measured
+	Profile string // the profile that shows where the time goes
+}
+
+func status(measured, met bool) string {
+	switch {
+	case !measured:
+		return "not measured"
+	case met:
+		return "met"
+	default:
+		return "**MISSED**"
+	}
+}
+
+func (r *report) targets() []target {
+	res := r.res
+	var ts []target
+	add := func(issue, what, got string, measured, met bool, prof string) {
+		ts = append(ts, target{Issue: issue, What: what, Got: got, Status: status(measured, met), Profile: prof})
+	}
+
+	smqLat, okLat := res.lateness[sysSMQWAL]
+	{
+		s := smqLat.Spread.Late
+		add("7, 4", "lateness p99 ≤ 25 ms (10,000 due over 10 s, received by a long-polling consumer)",
+			"p99 "+msOr(s.P99, s.P99ok, smqLat.Bound)+" ms", okLat, s.P99ok && s.P99 <= 25*time.Millisecond, "w4 SMQ burst of 100,000")
+		add("7, 4", "lateness max ≤ 100 ms (same run)",
+			"max "+msOr(s.Max, s.Maxok, smqLat.Bound)+" ms", okLat, s.Maxok && s.Max <= 100*time.Millisecond, "w4 SMQ burst of 100,000")
+	}
+	for _, peer := range []string{sysRiverDef, sysRiverTuned} {
+		p, ok := res.lateness[peer]
+		sl, pl := smqLat.Spread.Late, p.Spread.Late
+		met := okLat && ok && sl.P99ok && (!pl.P99ok || sl.P99 < pl.P99)
+		add("4", "lateness p99 better than "+peer,
+			fmt.Sprintf("SMQ %s ms vs %s ms", msOr(sl.P99, sl.P99ok, smqLat.Bound), msOr(pl.P99, pl.P99ok, p.Bound)),
+			okLat && ok, met, "")
+	}
+	if res.idle != nil {
+		add("7, 4", "no idle polling load: an idle node sends at most a few (≤ 5) queries a second",
+			fmt.Sprintf("%.1f transactions/s", res.idle.PerSec), true, res.idle.PerSec <= 5, "")
+	} else {
+		add("7, 4", "no idle polling load (≤ 5 queries/s)", "–", false, false, "")
+	}
+	{
+		s, ok := res.drain[sysSMQWAL]
+		p, okp := res.drain[sysRiverTuned]
+		add("7", "drain over HTTP ≥ 2× River tuned", fmt.Sprintf("%s msgs/s vs %s = %s", rate(s.Rate), rate(p.Rate), ratio(s.Rate, p.Rate)),
+			ok && okp, s.Rate >= 2*p.Rate, "w5 SMQ drain")
+		add("7", "drain over HTTP ≥ 35,000 msgs/s", rate(s.Rate)+" msgs/s", ok, s.Rate >= 35000, "w5 SMQ drain")
+	}
+	add("7", "burst of 100,000 due in one second: all pollable within 2 s of its first due time",
+		msOr(smqLat.Burst.Ready, smqLat.Burst.ReadyOK, smqLat.Bound)+" ms", okLat, smqLat.Burst.ReadyOK && smqLat.Burst.Ready <= 2*time.Second, "w4 SMQ burst of 100,000")
+	for _, c := range []int{16, 64} {
+		s, ok := res.throughput[sysSMQWAL][c]
+		p, okp := res.throughput[sysRiver][c]
+		add("7", fmt.Sprintf("durable single create ≥ 4× River Insert at concurrency %d", c),
+			fmt.Sprintf("%s/s vs %s/s = %s", rate(s.Rate), rate(p.Rate), ratio(s.Rate, p.Rate)), ok && okp, s.Rate >= 4*p.Rate,
+			"w2 SMQ (WAL) single creates c=64")
+	}
+	{
+		s, ok := res.bulk[sysSMQWAL+" batch 1000"]
+		p, okp := res.bulk["River InsertManyFast"]
+		add("7", "batch create (in the database) ≥ 1.5× River InsertManyFast",
+			fmt.Sprintf("%s rows/s vs %s = %s", rate(s.Rate), rate(p.Rate), ratio(s.Rate, p.Rate)), ok && okp, s.Rate >= 1.5*p.Rate,
+			"w3 SMQ (WAL) batch 1000")
+	}
+	{
+		small, ok1 := res.scale[w6Small]
+		large, ok2 := res.scale[w6Large]
+		ok := ok1 && ok2 && small.Lateness.P99ok && large.Lateness.P99ok
+		add("7", "scale: lateness p99 with 1,000,000 stored within 1.5× of 10,000",
+			fmt.Sprintf("%s ms vs %s ms = %s", ms(large.Lateness.P99), ms(small.Lateness.P99), ratioPlain(large.Lateness.P99, small.Lateness.P99)),
+			ok, float64(large.Lateness.P99) <= 1.5*float64(small.Lateness.P99), "")
+		add("7", "scale: poll p50 with 1,000,000 stored within 1.5× of 10,000",
+			fmt.Sprintf("%s ms vs %s ms = %s", ms(large.Poll.P50), ms(small.Poll.P50), ratioPlain(large.Poll.P50, small.Poll.P50)),
+			ok1 && ok2, float64(large.Poll.P50) <= 1.5*float64(small.Poll.P50), "")
+		add("7", "scale: burst of 20,000 pollable with 1,000,000 stored within 1.5× of 10,000",
+			fmt.Sprintf("%s ms vs %s ms = %s", ms(large.Promote), ms(small.Promote), ratioPlain(large.Promote, small.Promote)),
+			ok1 && ok2 && large.Promote > 0 && small.Promote > 0, float64(large.Promote) <= 1.5*float64(small.Promote), "")
+	}
+	for _, l := range []struct {
+		op   string
+		want time.Duration
+	}{{"create (WAL)", 500 * time.Microsecond}, {"poll (max=1)", time.Millisecond}, {"GET /livez", 300 * time.Microsecond}, {"GET /v1/health", 300 * time.Microsecond}} {
+		s, ok := res.loopback[l.op]
+		add("7", fmt.Sprintf("loopback p50, one client: %s ≤ %s ms", l.op, ms(l.want)), ms(s.P50)+" ms", ok, s.P50 <= l.want, "")
+	}
+	{
+		s, ok := res.throughput[sysSMQWAL][64]
+		add("3", "≥ 15,000 single creates/s in WAL mode at concurrency 64", rate(s.Rate)+"/s", ok, s.Rate >= 15000, "w2 SMQ (WAL) single creates c=64")
+		add("3", "… with p99 under 20 ms", ms(s.Latency.P99)+" ms", ok, s.Latency.P99 < 20*time.Millisecond, "w2 SMQ (WAL) single creates c=64")
+	}
+	for _, mode := range []string{sysSMQWAL, sysSMQMemory} {
+		s, ok := res.bulk[mode+" batch 1000"]
+		add("3", "≥ 100,000 msgs/s through batch creates, until in the database: "+mode, rate(s.Rate)+" rows/s", ok, s.Rate >= 100000, "w3 "+mode+" batch 1000")
+	}
+	return ts
+}
+
+func ratioPlain(a, b time.Duration) string {
+	if a <= 0 || b <= 0 {
+		return "–"
+	}
+	return fmt.Sprintf("×%.2f", float64(a)/float64(b))
+}
+
+// write writes results.md and results.svg.
+func (r *report) write(mdPath, svgPath string) error {
+	if err := os.WriteFile(svgPath, []byte(r.svg()), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(mdPath, []byte(r.markdown()), 0o644)
+}
+
+type md struct{ strings.Builder }
+
+func (m *md) p(format string, args ...any) { fmt.Fprintf(&m.Builder, format+"\n", args...) }
+
+func (m *md) table(header []string, rows [][]string) {
+	m.p("| %s |", strings.Join(header, " | "))
+	seps := make([]string, len(header))
+	for i := range seps {
+		seps[i] = "---"
+	}
+	m.p("| %s |", strings.Join(seps, " | "))
+	for _, row := range rows {
+		m.p("| %s |", strings.Join(row, " | "))
+	}
+	m.p("")
+}
+
+func (r *report) markdown() string {
+	res := r.res
+	res.mu.Lock()
+	defer res.mu.Unlock()
+	var m md
+	mc := r.machine
+	m.p("# SMQ benchmark results")
+	m.p("")
+	m.p("SMQ, River and a hand-written `FOR UPDATE SKIP LOCKED` queue, in one run, on one PostgreSQL started by the harness with durable settings (fsync, synchronous commit and full-page writes on). Each system has its own database on that server; the load generator runs on the same machine. Every figure below was measured in this run: nothing is carried over or typed in. Percentiles are nearest-rank over every sample.")
+	m.p("")
+	m.p("- **Date:** %s (run took %s)", r.started.UTC().Format("2006-01-02 15:04 MST"), r.finished.Sub(r.started).Round(time.Second))
+	m.p("- **Command:** `%s`", r.command)
+	m.p("- **Machine:** %d CPUs (`nproc`), %s, %s memory, %s", mc.CPUs, mc.Model, mc.MemTotal, mc.Kernel)
+	m.p("- **Software:** %s, %s, River %s, SMQ built from this tree (`go build` of `./cmd/smq`, run as `smq dev` with `SMQ_DATABASE_URL` set)", mc.Go, mc.Postgres, riverVersion())
+	m.p("- **Ratios** say how SMQ compares with the peer: above ×1 SMQ is better (for a rate, SMQ ÷ peer; for a latency, peer ÷ SMQ).")
+	m.p("")
+	m.p("![lateness and throughput](results.svg)")
+	m.p("")
+
+	m.p("## Targets of issues 3, 4 and 7")
+	m.p("")
+	var rows [][]string
+	var missed []target
+	for _, t := range r.targets() {
+		rows = append(rows, []string{t.Issue, t.What, t.Got, t.Status})
+		if t.Status == "**MISSED**" {
+			missed = append(missed, t)
+		}
+	}
+	m.table([]string{"issue", "target", "measured", "status"}, rows)
+	if len(missed) > 0 {
+		m.p("%d target(s) missed. Where a CPU profile of the smq process was taken during the workload, its top entries are under [Profiles](#profiles).", len(missed))
+		m.p("")
+	}
+
+	r.w1(&m)
+	r.w2(&m)
+	r.w3(&m)
+	r.w4(&m)
+	r.w5(&m)
+	r.w6(&m)
+	r.w7(&m)
+	r.loopbackIdle(&m)
+
+	m.p("## Profiles")
+	m.p("")
+	m.p("CPU profiles of the smq process, taken while a workload ran through `net/http/pprof`, which the harness adds to the binary with a build overlay (`test/bench/testdata/pprof.go.txt`; the source tree has no pprof endpoint). The profile runs alongside the measurement it explains (sampling at 100 Hz costs a few per cent). The `.pprof` files are in `test/bench/profiles/` after a run: `go tool pprof -http=: <smq binary> <file>`.")
+	m.p("")
+	missedProfiles := map[string]bool{}
+	for _, t := range missed {
+		if t.Profile != "" {
+			missedProfiles[t.Profile] = true
+		}
+	}
+	profs := slices.Clone(res.profiles)
+	slices.SortStableFunc(profs, func(a, b profile) int {
+		return cmp.Compare(boolInt(!missedProfiles[a.Name]), boolInt(!missedProfiles[b.Name]))
+	})
+	for _, p := range profs {
+		tag := ""
+		if missedProfiles[p.Name] {
+			tag = " — explains a missed target"
+		}
+		m.p("### %s (%d s)%s", p.Name, p.Seconds, tag)
+		m.p("")
+		m.p("```")
+		m.p("%s", p.Top)
+		m.p("```")
+		m.p("")
+	}
+	if len(profs) == 0 {
+		m.p("No profile was taken.")
+		m.p("")
+	}
+	if len(res.notes) > 0 {
+		m.p("## Notes from the run")
+		m.p("")
+		for _, n := range res.notes {
+			m.p("- %s", n)
+		}
+		m.p("")
+	}
+	return m.String()
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func (r *report) w1(m *md) {
+	res := r.res
+	m.p("## 1. Create latency, one client")
+	m.p("")
+	m.p("%d sequential creates after %d of warm-up, each due in an hour. SMQ: `POST /v1/message` (201 once in the WAL, or in memory); River: `Insert`; plain: one `INSERT`.", w1Creates, w1Warm)
+	m.p("")
+	var rows [][]string
+	for _, sys := range []string{sysSMQWAL, sysSMQMemory, sysRiver, sysInsert} {
+		s, ok := res.createLatency[sys]
+		if !ok {
+			continue
+		}
+		row := []string{sys, ms(s.P50), ms(s.P99), ms(s.Max)}
+		if strings.HasPrefix(sys, "SMQ") {
+			row = append(row, ratio(float64(res.createLatency[sysRiver].P50), float64(s.P50)), ratio(float64(res.createLatency[sysInsert].P50), float64(s.P50)))
+		} else {
+			row = append(row, "", "")
+		}
+		rows = append(rows, row)
+	}
+	m.table([]string{"system", "p50 ms", "p99 ms", "max ms", "p50 vs River", "p50 vs plain INSERT"}, rows)
+}
+
+func (r *report) w2(m *md) {
+	res := r.res
+	m.p("## 2. Create throughput")
+	m.p("")
+	m.p("Callers create back to back for %s each, one message per call. SMQ: single `POST /v1/message` over HTTP (WAL: durable, fsynced before the 201; memory: not durable); River: `Insert`; plain: one `INSERT` each. 429s were retried after 20 ms and are not counted as creates.", w2Duration)
+	m.p("")
+	var rows [][]string
+	for _, sys := range []string{sysSMQWAL, sysSMQMemory, sysRiver, sysInsert} {
+		for _, c := range w2Concurrency {
+			t, ok := res.throughput[sys][c]
+			if !ok {
+				continue
+			}
+			row := []string{sys, fmt.Sprint(c), rate(t.Rate), ms(t.Latency.P50), ms(t.Latency.P99), fmt.Sprint(t.Errors)}
+			if strings.HasPrefix(sys, "SMQ") {
+				row = append(row, ratio(t.Rate, res.throughput[sysRiver][c].Rate), ratio(t.Rate, res.throughput[sysInsert][c].Rate))
+			} else {
+				row = append(row, "", "")
+			}
+			rows = append(rows, row)
+		}
+	}
+	m.table([]string{"system", "callers", "creates/s", "p50 ms", "p99 ms", "429s", "vs River Insert", "vs plain INSERT"}, rows)
+}
+
+func (r *report) w3(m *md) {
+	res := r.res
+	m.p("## 3. Bulk create")
+	m.p("")
+	m.p("%d messages in batches from %d callers. The clock stops when the rows are in the database: for SMQ, whose flush is asynchronous, when `count(*)` of the channel reaches %d (polled every 10 ms after the last batch was acknowledged).", w3Rows, w3Callers, w3Rows)
+	m.p("")
+	var rows [][]string
+	peers := []string{"River InsertMany", "River InsertManyFast", "pgx CopyFrom"}
+	names := []string{sysSMQWAL + " batch 100", sysSMQWAL + " batch 1000", sysSMQMemory + " batch 100", sysSMQMemory + " batch 1000"}
+	for _, name := range append(names, peers...) {
+		b, ok := res.bulk[name]
+		if !ok {
+			continue
+		}
+		row := []string{name, fmt.Sprint(b.Batch), b.Elapsed.Round(time.Millisecond).String(), rate(b.Rate), b.Ack.Round(time.Millisecond).String(), fmt.Sprint(b.Errors)}
+		for _, p := range peers {
+			if strings.HasPrefix(name, "SMQ") {
+				row = append(row, ratio(b.Rate, res.bulk[p].Rate))
+			} else {
+				row = append(row, "")
+			}
+		}
+		rows = append(rows, row)
+	}
+	m.table([]string{"system", "batch", "in the database after", "rows/s", "acknowledged after", "429s", "vs InsertMany", "vs InsertManyFast", "vs CopyFrom"}, rows)
+}
+
+var latencySystems = []string{sysSMQWAL, sysRiverDef, sysRiverTuned, sysPGQ}
+
+func (r *report) w4(m *md) {
+	res := r.res
+	m.p("## 4. Delivery lateness")
+	m.p("")
+	m.p("Two runs per system: %d messages due evenly over %s (created %s ahead), then a burst of %d due within one second (created %s ahead). Lateness = the time a consumer got the message − its scheduled time. A message not received within %s of a run's last due time counts as later than that (\"> …\"). \"All pollable\" (SMQ only) is when a count of the channel's PENDING rows, polled every 5 ms, reached 0.", w4Spread, w4SpreadOver, w4SpreadLead, w4Burst, w4BurstLead, w4Bound)
+	m.p("")
+	smq := res.lateness[sysSMQWAL]
+	for _, phase := range []struct {
+		title string
+		pick  func(latenessResult) latenessRun
+	}{
+		{fmt.Sprintf("%d due over %s", w4Spread, w4SpreadOver), func(l latenessResult) latenessRun { return l.Spread }},
+		{fmt.Sprintf("Burst of %d due within one second", w4Burst), func(l latenessResult) latenessRun { return l.Burst }},
+	} {
+		m.p("**%s**", phase.title)
+		m.p("")
+		sl := phase.pick(smq).Late
+		var rows [][]string
+		for _, sys := range latencySystems {
+			l, ok := res.lateness[sys]
+			if !ok {
+				continue
+			}
+			run := phase.pick(l)
+			s := run.Late
+			adv := ""
+			if sys != sysSMQWAL {
+				adv = latRatio(s.P99, s.P99ok, sl.P99, sl.P99ok)
+			}
+			ready := "–"
+			if run.ReadyOK || sys == sysSMQWAL {
+				ready = msOr(run.Ready, run.ReadyOK, l.Bound)
+			}
+			rows = append(rows, []string{sys, msOr(s.P50, s.P50ok, l.Bound), msOr(s.P99, s.P99ok, l.Bound), msOr(s.Max, s.Maxok, l.Bound),
+				fmt.Sprint(s.Missing), ready, msOr(run.AllReceived, run.AllReceivedOK, l.Bound), adv})
+		}
+		m.table([]string{"system", "p50 ms", "p99 ms", "max ms", "not received", "all pollable after (ms from first due)", "all received after (ms from first due)", "SMQ's p99 advantage"}, rows)
+		if run := phase.pick(smq); run.ReadyP50 != "" {
+			m.p("SMQ's scheduler histogram (`smq_scheduler_lateness_seconds`, due → READY, read before and after the run): p50 %s, p99 %s.", run.ReadyP50, run.ReadyP99)
+			m.p("")
+		}
+	}
+	m.p("Settings and how each run was created:")
+	m.p("")
+	for _, sys := range latencySystems {
+		if l, ok := res.lateness[sys]; ok {
+			m.p("- %s: %s. Spread: %s. Burst: %s.", sys, l.Settings, l.Spread.Settings, l.Burst.Settings)
+		}
+	}
+	m.p("")
+}
+
+func latRatio(peer time.Duration, peerOK bool, smq time.Duration, smqOK bool) string {
+	switch {
+	case !smqOK:
+		return "–"
+	case !peerOK:
+		return "> " + ratio(float64(w4Bound), float64(smq))
+	default:
+		return ratio(float64(peer), float64(smq))
+	}
+}
+
+func (r *report) w5(m *md) {
+	res := r.res
+	m.p("## 5. Drain")
+	m.p("")
+	m.p("%d messages already due, consumed and acknowledged; the clock runs from the consumers' start to the last acknowledgement (River: until the database shows every job completed), bounded by %s.", w5Messages, w5Bound)
+	m.p("")
+	var rows [][]string
+	for _, sys := range []string{sysSMQWAL, sysRiverTuned, sysRiverDef, sysPGQ} {
+		d, ok := res.drain[sys]
+		if !ok {
+			continue
+		}
+		row := []string{sys, fmt.Sprintf("%d of %d", d.Done, d.Target), d.Elapsed.Round(time.Millisecond).String(), rate(d.Rate)}
+		if sys == sysSMQWAL {
+			row = append(row, ratio(d.Rate, res.drain[sysRiverTuned].Rate), ratio(d.Rate, res.drain[sysRiverDef].Rate), ratio(d.Rate, res.drain[sysPGQ].Rate))
+		} else {
+			row = append(row, "", "", "")
+		}
+		rows = append(rows, row)
+	}
+	m.table([]string{"system", "drained", "time", "msgs/s", "vs River tuned", "vs River defaults", "vs hand-written"}, rows)
+	for _, sys := range []string{sysSMQWAL, sysRiverTuned, sysRiverDef, sysPGQ} {
+		if d, ok := res.drain[sys]; ok {
+			m.p("- %s: %s", sys, d.Settings)
+		}
+	}
+	m.p("")
+}
+
+func (r *report) w6(m *md) {
+	res := r.res
+	m.p("## 6. Scale")
+	m.p("")
+	m.p("SMQ with a filler of future messages (PENDING, due in 30 days, copied straight into `messages`, then `VACUUM ANALYZE`): %d messages due over %s and a burst of %d in one second, received by long-polling consumers; and %d sequential polls (max=1) of a channel of READY messages.", w6Spread, w6Over, w6Burst, w6Polls)
+	m.p("")
+	var rows [][]string
+	for _, f := range []int{w6Small, w6Large} {
+		s, ok := res.scale[f]
+		if !ok {
+			continue
+		}
+		rows = append(rows, []string{fmt.Sprint(f), s.FillTime.Round(time.Millisecond).String(),
+			msOr(s.Lateness.P50, s.Lateness.P50ok, w4Bound), msOr(s.Lateness.P99, s.Lateness.P99ok, w4Bound), msOr(s.Lateness.Max, s.Lateness.Maxok, w4Bound),
+			ms(s.Promote), ms(s.Poll.P50), ms(s.Poll.P99)})
+	}
+	m.table([]string{"future messages stored", "filler copied in", "lateness p50 ms", "p99 ms", "max ms", fmt.Sprintf("burst of %d pollable after ms", w6Burst), "poll p50 ms", "poll p99 ms"}, rows)
+}
+
+func (r *report) w7(m *md) {
+	res := r.res
+	m.p("## 7. Steady state")
+	m.p("")
+	m.p("%d creates a second for %s, each due %s after it is sent, consumed as they fall due. End-to-end = received − scheduled time. CPU from `/proc/<pid>/stat` over the whole window: the queue's process, and every PostgreSQL process (the postmaster, its live children and those that exited). RSS sampled every second.", w7Rate, w7Duration, w7Delay)
+	m.p("")
+	var rows [][]string
+	for _, sys := range []string{sysSMQWAL, sysRiverTuned} {
+		s, ok := res.steady[sys]
+		if !ok {
+			continue
+		}
+		per := func(d time.Duration) string {
+			if s.Received == 0 {
+				return "–"
+			}
+			return fmt.Sprintf("%.3f", d.Seconds()/(float64(s.Received)/1000))
+		}
+		rows = append(rows, []string{sys, fmt.Sprint(s.Sent), fmt.Sprint(s.Received),
+			msOr(s.EndToEnd.P50, s.EndToEnd.P50ok, w7Drain), msOr(s.EndToEnd.P99, s.EndToEnd.P99ok, w7Drain), msOr(s.EndToEnd.Max, s.EndToEnd.Maxok, w7Drain),
+			ms(s.Create.P50), ms(s.Create.P99), per(s.CPUQueue), per(s.CPUPostgres), per(s.CPUQueue + s.CPUPostgres),
+			fmt.Sprintf("%d / %d", s.RSS>>20, s.RSSMax>>20)})
+	}
+	m.table([]string{"system", "sent", "received", "e2e p50 ms", "e2e p99 ms", "e2e max ms", "create p50 ms", "create p99 ms", "CPU s / 1000 (queue)", "CPU s / 1000 (PostgreSQL)", "CPU s / 1000 (total)", "RSS MiB (end / peak)"}, rows)
+	for _, sys := range []string{sysSMQWAL, sysRiverTuned} {
+		if s, ok := res.steady[sys]; ok {
+			m.p("- %s: %s", sys, s.Settings)
+		}
+	}
+	m.p("")
+}
+
+func (r *report) loopbackIdle(m *md) {
+	res := r.res
+	m.p("## Loopback latency, one client")
+	m.p("")
+	m.p("%d sequential requests after %d of warm-up, SMQ in WAL mode. Poll: `max=1`, `wait=0` on a channel of READY messages.", loopbackN, loopbackWarm)
+	m.p("")
+	var rows [][]string
+	for _, op := range []string{"create (WAL)", "poll (max=1)", "GET /livez", "GET /v1/health"} {
+		if s, ok := res.loopback[op]; ok {
+			rows = append(rows, []string{op, ms(s.P50), ms(s.P99)})
+		}
+	}
+	m.table([]string{"operation", "p50 ms", "p99 ms"}, rows)
+	m.p("## Idle")
+	m.p("")
+	if res.idle != nil {
+		m.p("SMQ idle (WAL mode, no clients): %d transactions in %s = **%.1f per second** (%s).", res.idle.Xacts, res.idle.Window.Round(time.Millisecond), res.idle.PerSec, res.idle.Details)
+	} else {
+		m.p("Not measured.")
+	}
+	m.p("")
+}
+
+// riverVersion is the River module this test was built with.
+func riverVersion() string {
+	return moduleVersion("github.com/riverqueue/river")
+}

@@ -1,0 +1,198 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+)
+
+// smqRegion is the region `smq dev` runs in by default: rows the benchmark
+// copies straight into messages carry it, so the node serves them.
+const smqRegion = "local"
+
+// resetSMQ waits until the node's buffer is empty, then empties messages
+// and channels (flush marks stay: they belong to the node's WAL).
+func (n *smqNode) reset() {
+	b := n.b
+	n.waitBufferEmpty(2 * time.Minute)
+	if _, err := b.smqDB.Exec(b.ctx, `TRUNCATE messages, channels`); err != nil {
+		b.fail("reset smq tables: %v", err)
+	}
+	b.vacuum(b.smqDB, "messages")
+}
+
+// bufferDepth reads smq_buffer_depth from /metrics.
+func (n *smqNode) bufferDepth() (int, error) {
+	v, err := n.metric("smq_buffer_depth")
+	return int(v), err
+}
+
+// metric reads one unlabelled sample from /metrics.
+func (n *smqNode) metric(name string) (float64, error) {
+	text, err := n.client.metrics(n.b.ctx)
+	if err != nil {
+		return 0, err
+	}
+	sc := bufio.NewScanner(strings.NewReader(text))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		}
+	}
+	return 0, fmt.Errorf("metric %s not found", name)
+}
+
+// histogram reads a histogram's cumulative bucket counts from /metrics:
+// upper bound (as printed) → count, in the order printed.
+func (n *smqNode) histogram(name string) ([]string, []float64, error) {
+	text, err := n.client.metrics(n.b.ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	var les []string
+	var counts []float64
+	sc := bufio.NewScanner(strings.NewReader(text))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		rest, ok := strings.CutPrefix(line, name+`_bucket{le="`)
+		if !ok {
+			continue
+		}
+		le, val, _ := strings.Cut(rest, `"} `)
+		v, _ := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		les = append(les, le)
+		counts = append(counts, v)
+	}
+	if len(les) == 0 {
+		return nil, nil, fmt.Errorf("histogram %s not found", name)
+	}
+	return les, counts, nil
+}
+
+// histPct returns the upper bound of the bucket holding the p-th
+// percentile of the observations between two readings of a histogram.
+func histPct(les []string, before, after []float64, p float64) string {
+	if len(before) != len(after) || len(after) == 0 {
+		return "–"
+	}
+	total := after[len(after)-1] - before[len(before)-1]
+	if total <= 0 {
+		return "–"
+	}
+	for i := range after {
+		if after[i]-before[i] >= p/100*total {
+			if les[i] == "+Inf" {
+				return "> " + les[i-1] + " s"
+			}
+			return "≤ " + les[i] + " s"
+		}
+	}
+	return "–"
+}
+
+func (n *smqNode) waitBufferEmpty(timeout time.Duration) {
+	err := waitFor(n.b.ctx, timeout, 20*time.Millisecond, func() (bool, error) {
+		d, err := n.bufferDepth()
+		return err == nil && d == 0, nil
+	})
+	if err != nil {
+		n.b.fail("smq buffer not empty after %s", timeout)
+	}
+}
+
+// copyMessages puts rows straight into SMQ's messages table with COPY, as
+// the flush would have left them: for fillers and for messages already
+// READY, where the workload is not about ingest.
+func (b *bench) copyMessages(channel, status string, scheduled func(i int) time.Time, rows int) error {
+	src := pgx.CopyFromFunc(func() func() ([]any, error) {
+		i := 0
+		payload := []byte(`{"n":1}`)
+		return func() ([]any, error) {
+			if i == rows {
+				return nil, nil
+			}
+			row := []any{uuid.Must(uuid.NewV7()), channel, payload, status, scheduled(i), smqRegion}
+			i++
+			return row, nil
+		}
+	}())
+	n, err := b.smqDB.CopyFrom(b.ctx, pgx.Identifier{"messages"},
+		[]string{"id", "channel", "payload", "status", "scheduled_at", "region"}, src)
+	if err == nil && int(n) != rows {
+		err = fmt.Errorf("copied %d of %d rows", n, rows)
+	}
+	if err == nil {
+		_, err = b.smqDB.Exec(b.ctx, `INSERT INTO channels (name) VALUES ($1) ON CONFLICT DO NOTHING`, channel)
+	}
+	return err
+}
+
+// profileDuring takes a CPU profile of the node for the given seconds in
+// the background; the returned function waits for it and records it.
+func (n *smqNode) profileDuring(name string, seconds int) (wait func()) {
+	b := n.b
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		data, err := n.cpuProfile(b.ctx, seconds)
+		if err != nil {
+			b.res.note(fmt.Sprintf("CPU profile %q failed: %v", name, err))
+			return
+		}
+		path := filepath.Join(b.profileDir(), strings.NewReplacer(" ", "-", "/", "-", "(", "", ")", "").Replace(name)+".pprof")
+		if err := os.WriteFile(path, data, 0o644); err != nil {
+			b.res.note(fmt.Sprintf("CPU profile %q: %v", name, err))
+			return
+		}
+		out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", b.smqBin, path).CombinedOutput()
+		if err != nil {
+			b.res.note(fmt.Sprintf("pprof -top %q: %v", name, err))
+			return
+		}
+		b.res.mu.Lock()
+		b.res.profiles = append(b.res.profiles, profile{Name: name, Seconds: seconds, Path: path, Top: trimPprof(string(out))})
+		b.res.mu.Unlock()
+	}()
+	return func() { <-done }
+}
+
+// trimPprof keeps pprof's summary lines and the table.
+func trimPprof(out string) string {
+	var keep []string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "File:") || strings.HasPrefix(line, "Build ID:") || strings.HasPrefix(line, "Type:") ||
+			strings.HasPrefix(line, "Time:") || strings.TrimSpace(line) == "" {
+			continue
+		}
+		keep = append(keep, line)
+	}
+	return strings.Join(keep, "\n")
+}
+
+func (b *bench) profileDir() string {
+	dir := filepath.Join(b.outDir, "profiles")
+	_ = os.MkdirAll(dir, 0o755)
+	return dir
+}
+
+// smqCount counts a channel's rows in the database.
+func (b *bench) smqCount(channel string) (int64, error) {
+	return count(b.ctx, b.smqDB, `SELECT count(*) FROM messages WHERE channel = $1`, channel)
+}
+
+// pendingCount counts a channel's rows not yet made ready.
+func (b *bench) pendingCount(ctx context.Context, channel string) (int64, error) {
+	return count(ctx, b.smqDB, `SELECT count(*) FROM messages WHERE channel = $1 AND status = 'PENDING'`, channel)
+}

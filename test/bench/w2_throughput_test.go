@@ -1,0 +1,70 @@
+package bench
+
+import (
+	"context"
+	"strconv"
+	"time"
+
+	"github.com/riverqueue/river"
+)
+
+// Workload 2: durable create throughput at several concurrencies, each
+// caller creating back to back for w2Duration. SMQ: single creates over
+// HTTP (201 means in the WAL, or in memory in memory mode); River: Insert;
+// plain: one INSERT per message on the hand-written queue's table.
+var w2Concurrency = []int{1, 16, 64}
+
+const (
+	w2Duration = 5 * time.Second
+	w2Warm     = 20
+)
+
+func (b *bench) w2Peers() {
+	rc := b.riverInserter()
+	for _, c := range w2Concurrency {
+		b.resetRiver()
+		r, err := closedLoop(b.ctx, c, w2Duration, w2Warm, func(ctx context.Context, _, i int) error {
+			_, err := rc.Insert(ctx, benchArgs{N: i}, &river.InsertOpts{ScheduledAt: time.Now().Add(time.Hour)})
+			return err
+		})
+		b.must(err, "w2 river")
+		b.setThroughput(sysRiver, c, r)
+	}
+	for _, c := range w2Concurrency {
+		b.resetPGQ()
+		r, err := closedLoop(b.ctx, c, w2Duration, w2Warm, func(ctx context.Context, _, _ int) error {
+			_, err := b.pgqDB.Exec(ctx, pgqInsert, "w2", time.Now().Add(time.Hour))
+			return err
+		})
+		b.must(err, "w2 insert")
+		b.setThroughput(sysInsert, c, r)
+	}
+}
+
+func (b *bench) w2SMQ(n *smqNode, system string) {
+	for _, c := range w2Concurrency {
+		n.reset()
+		var wait func()
+		if c == 64 {
+			wait = n.profileDuring("w2 "+system+" single creates c=64", int(w2Duration/time.Second))
+		}
+		r, err := closedLoop(b.ctx, c, w2Duration, w2Warm, func(ctx context.Context, _, _ int) error {
+			return n.client.create(ctx, "w2", time.Now().Add(time.Hour))
+		})
+		if wait != nil {
+			wait()
+		}
+		b.must(err, "w2 "+system+" c="+strconv.Itoa(c))
+		b.setThroughput(system, c, r)
+	}
+}
+
+func (b *bench) setThroughput(system string, c int, r tput) {
+	b.res.mu.Lock()
+	if b.res.throughput[system] == nil {
+		b.res.throughput[system] = map[int]tput{}
+	}
+	b.res.throughput[system][c] = r
+	b.res.mu.Unlock()
+	b.t.Logf("w2 %s c=%d: %s/s (p50 %s ms, p99 %s ms, 429s %d)", system, c, rate(r.Rate), ms(r.Latency.P50), ms(r.Latency.P99), r.Errors)
+}
