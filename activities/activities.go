@@ -71,6 +71,11 @@ type ActivityConfig struct {
 	// StaleAfter is how long a node's heartbeat may be silent before the
 	// janitor marks it stale. Defaults to 30 seconds.
 	StaleAfter time.Duration
+	// TakeoverGrace is how long every node of another region must have
+	// been silent before this region's janitor takes that region's messages
+	// over: promotes its due messages and recovers its expired leases.
+	// Defaults to 60 seconds.
+	TakeoverGrace time.Duration
 	// Backoff is the retry delay of a message whose lease expired.
 	// Defaults to 1 s, doubling, capped at 5 minutes.
 	Backoff store.Backoff
@@ -95,6 +100,7 @@ func (c ActivityConfig) WithDefaults() ActivityConfig {
 	c.SweepInterval = cmp.Or(c.SweepInterval, time.Second)
 	c.RecoverLimit = cmp.Or(c.RecoverLimit, 10_000)
 	c.StaleAfter = cmp.Or(c.StaleAfter, 30*time.Second)
+	c.TakeoverGrace = cmp.Or(c.TakeoverGrace, 60*time.Second)
 	if c.Backoff == (store.Backoff{}) {
 		c.Backoff = store.Backoff{Base: time.Second, Factor: 2, Cap: 5 * time.Minute}
 	}

@@ -490,3 +490,50 @@ func TestFlushRefusesAnotherNode(t *testing.T) {
 	require.ErrorAs(t, err, &appErr)
 	require.Equal(t, activities.ErrTypeNotConfigured, appErr.Type())
 }
+
+func TestSweepTakesOverARegionWhoseNodesAreGone(t *testing.T) {
+	b := setup(t)
+	require.NoError(t, b.store.NodeHeartbeat(b.ctx, &store.Node{ID: "us-1", Region: "us", Version: "test", StartedAt: time.Now()}))
+	orphan := message(time.Now().Add(100 * time.Millisecond))
+	orphan.Region = "us"
+	b.insert(t, orphan)
+
+	wait := start[activities.SweepResult](t, b.env, b.acts.Sweep, activities.SweepInput{
+		Region: "eu", RunFor: time.Minute, Interval: 20 * time.Millisecond,
+		StaleAfter: 100 * time.Millisecond, TakeoverGrace: 300 * time.Millisecond,
+	})
+	require.Eventually(t, func() bool {
+		m, err := b.store.MessageGet(b.ctx, orphan.ID)
+		return err == nil && m.Status == store.StatusReady
+	}, 10*time.Second, 5*time.Millisecond)
+	close(b.stop)
+	res, err := wait()
+	require.NoError(t, err)
+	require.Equal(t, int64(1), res.TakenOver)
+	require.Equal(t, []string{"us"}, res.Orphans)
+	require.Equal(t, int64(1), res.StaleNodes)
+}
+
+func TestSweepLeavesALiveRegionAlone(t *testing.T) {
+	b := setup(t)
+	require.NoError(t, b.store.NodeHeartbeat(b.ctx, &store.Node{ID: "us-1", Region: "us", Version: "test", StartedAt: time.Now()}))
+	other := message(time.Now().Add(-time.Second))
+	other.Region = "us"
+	other.ScheduledAt = time.Now().Add(50 * time.Millisecond)
+	b.insert(t, other)
+
+	wait := start[activities.SweepResult](t, b.env, b.acts.Sweep, activities.SweepInput{
+		Region: "eu", RunFor: time.Minute, Interval: 10 * time.Millisecond, TakeoverGrace: 10 * time.Millisecond,
+	})
+	// Many passes after the message fell due: its region's node is alive.
+	require.Eventually(t, func() bool {
+		return b.acts.Status()[activities.LoopJanitor].LastHeartbeat.After(other.ScheduledAt.Add(300 * time.Millisecond))
+	}, 10*time.Second, 5*time.Millisecond)
+	close(b.stop)
+	res, err := wait()
+	require.NoError(t, err)
+	require.Zero(t, res.TakenOver)
+	m, err := b.store.MessageGet(b.ctx, other.ID)
+	require.NoError(t, err)
+	require.Equal(t, store.StatusPending, m.Status)
+}

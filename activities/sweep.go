@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/smq/smq/store"
@@ -23,6 +24,9 @@ type SweepInput struct {
 	// StaleAfter is how long a node's heartbeat may be silent before the
 	// node is marked stale.
 	StaleAfter time.Duration `json:"stale_after,omitempty"`
+	// TakeoverGrace is how long every node of another region must have
+	// been silent before the run takes that region's messages over.
+	TakeoverGrace time.Duration `json:"takeover_grace,omitempty"`
 }
 
 // SweepResult is what one run of the janitor did.
@@ -34,12 +38,19 @@ type SweepResult struct {
 	DeadLettered int64 `json:"dead_lettered"`
 	// StaleNodes counts nodes marked stale.
 	StaleNodes int64 `json:"stale_nodes"`
+	// TakenOver counts messages of other regions, whose nodes are all gone,
+	// that the run promoted or recovered.
+	TakenOver int64 `json:"taken_over"`
+	// Orphans names the regions taken over at the last pass.
+	Orphans []string `json:"orphans,omitempty"`
 }
 
 // Sweep is the janitor's loop: every Interval it puts a region's expired
-// leases back for a retry (or dead-letters them) and marks stale the nodes
-// whose heartbeat stopped, heartbeating all the while, and returns its
-// counts after RunFor. Database errors are counted and waited out; only a
+// leases back for a retry (or dead-letters them), marks stale the nodes
+// whose heartbeat stopped, and takes over the messages of regions whose
+// nodes have all been silent for TakeoverGrace (promoting their due
+// messages, at the janitor's pace, and recovering their leases),
+// heartbeating all the while, and returns its counts after RunFor. Database errors are counted and waited out; only a
 // database failing for GiveUpAfter fails the run.
 func (a *Activities) Sweep(ctx context.Context, in SweepInput) (SweepResult, error) {
 	cfg := a.Config.WithDefaults()
@@ -55,6 +66,7 @@ func (a *Activities) Sweep(ctx context.Context, in SweepInput) (SweepResult, err
 	interval := cmp.Or(in.Interval, cfg.SweepInterval)
 	limit := cmp.Or(in.Limit, cfg.RecoverLimit)
 	staleAfter := cmp.Or(in.StaleAfter, cfg.StaleAfter)
+	grace := cmp.Or(in.TakeoverGrace, cfg.TakeoverGrace)
 
 	var res SweepResult
 	resume(ctx, &res)
@@ -64,7 +76,11 @@ func (a *Activities) Sweep(ctx context.Context, in SweepInput) (SweepResult, err
 
 	for !r.over() {
 		next := a.now().Add(interval)
-		if err := a.sweep(ctx, region, limit, staleAfter, cfg.Backoff, &res); err != nil {
+		err := a.sweep(ctx, region, limit, staleAfter, cfg.Backoff, &res)
+		if err == nil {
+			err = a.takeOver(ctx, region, limit, grace, cfg.Backoff, &res)
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				break
 			}
@@ -87,17 +103,12 @@ func (a *Activities) Sweep(ctx context.Context, in SweepInput) (SweepResult, err
 // sweep runs recovery passes until one handles fewer than limit leases,
 // then marks silent nodes stale.
 func (a *Activities) sweep(ctx context.Context, region string, limit int, staleAfter time.Duration, backoff store.Backoff, res *SweepResult) error {
-	for {
-		rec, err := a.Store.MessageRecover(ctx, &store.MessageRecoverParams{Region: region, Limit: limit, Backoff: backoff})
-		if err != nil {
-			return fmt.Errorf("recover: %w", err)
-		}
-		res.Passes++
-		res.Retried += int64(rec.Retried)
-		res.DeadLettered += int64(rec.DeadLettered)
-		if rec.Retried+rec.DeadLettered < limit || ctx.Err() != nil {
-			break
-		}
+	res.Passes++
+	retried, dead, err := a.recover(ctx, region, limit, backoff)
+	res.Retried += retried
+	res.DeadLettered += dead
+	if err != nil {
+		return err
 	}
 	stale, err := a.Store.NodeMarkStale(ctx, staleAfter)
 	if err != nil {
@@ -108,4 +119,84 @@ func (a *Activities) sweep(ctx context.Context, region string, limit int, staleA
 	}
 	res.StaleNodes += int64(len(stale))
 	return nil
+}
+
+// recover runs recovery passes over region until one handles fewer than
+// limit leases.
+func (a *Activities) recover(ctx context.Context, region string, limit int, backoff store.Backoff) (retried, dead int64, err error) {
+	for {
+		rec, err := a.Store.MessageRecover(ctx, &store.MessageRecoverParams{Region: region, Limit: limit, Backoff: backoff})
+		if err != nil {
+			return retried, dead, fmt.Errorf("recover %s: %w", region, err)
+		}
+		retried += int64(rec.Retried)
+		dead += int64(rec.DeadLettered)
+		if rec.Retried+rec.DeadLettered < limit || ctx.Err() != nil {
+			return retried, dead, nil
+		}
+	}
+}
+
+// takeOver promotes and recovers the messages of the regions whose nodes
+// have all been silent for grace. A region whose nodes all left gracefully
+// (and deregistered) is not seen here: the store lists nodes, not the
+// regions of messages.
+func (a *Activities) takeOver(ctx context.Context, region string, limit int, grace time.Duration, backoff store.Backoff, res *SweepResult) error {
+	orphans, err := a.orphanRegions(ctx, region, grace)
+	if err != nil {
+		return err
+	}
+	res.Orphans = orphans
+	for _, o := range orphans {
+		retried, dead, err := a.recover(ctx, o, limit, backoff)
+		res.TakenOver += retried + dead
+		if err != nil {
+			return err
+		}
+		var p ScheduleResult
+		_, err = a.promote(ctx, o, limit, &p)
+		res.TakenOver += p.Promoted
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// orphanRegions returns, in order, the regions other than own whose nodes
+// are all stale, the last of them silent for grace.
+func (a *Activities) orphanRegions(ctx context.Context, own string, grace time.Duration) ([]string, error) {
+	const page = 1000
+	alive := map[string]bool{}
+	var regions []string
+	now := a.now()
+	for offset := 0; ; offset += page {
+		nodes, err := a.Store.NodeList(ctx, page, offset)
+		if err != nil {
+			return nil, fmt.Errorf("list nodes: %w", err)
+		}
+		for _, n := range nodes {
+			if n.Region == own {
+				continue
+			}
+			if _, seen := alive[n.Region]; !seen {
+				regions = append(regions, n.Region)
+				alive[n.Region] = false
+			}
+			if n.Status != store.NodeStale || now.Sub(n.LastHeartbeat) < grace {
+				alive[n.Region] = true
+			}
+		}
+		if len(nodes) < page {
+			break
+		}
+	}
+	var orphans []string
+	for _, r := range regions {
+		if !alive[r] {
+			orphans = append(orphans, r)
+		}
+	}
+	slices.Sort(orphans)
+	return orphans, nil
 }
