@@ -121,7 +121,11 @@ func (s *Server) command(ctx context.Context, name string, args ...string) (*exe
 func (s *Server) dataDir() string { return filepath.Join(s.cfg.Dir, "data") }
 
 func (s *Server) initdb(ctx context.Context) error {
-	if err := os.MkdirAll(s.cfg.Dir, 0o700); err != nil {
+	// The postgres user must be able to reach Dir through its parents.
+	if err := os.MkdirAll(filepath.Dir(s.cfg.Dir), 0o755); err != nil {
+		return err
+	}
+	if err := os.Mkdir(s.cfg.Dir, 0o700); err != nil && !os.IsExist(err) {
 		return err
 	}
 	if s.cred != nil {
