@@ -80,7 +80,8 @@ func runNode(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr 
 	backoff := store.Backoff{Base: cfg.NackBackoffBase, Factor: cfg.NackBackoffFactor, Cap: cfg.NackBackoffCap}
 
 	acts := &activities.Activities{Store: db, Notifier: db, Flusher: flusher, Logger: log,
-		Region: cfg.Region, Node: nodeID, Config: activities.ActivityConfig{Backoff: backoff, StaleAfter: cfg.StaleAfter}}
+		Region: cfg.Region, Node: nodeID, Config: activities.ActivityConfig{Backoff: backoff, StaleAfter: cfg.StaleAfter,
+			TakeoverGrace: cfg.TakeoverGrace}}
 	w, err := worker.New(worker.Config{HostPort: cfg.TemporalAddress, Namespace: cfg.TemporalNamespace,
 		Region: cfg.Region, Node: nodeID, Version: version, Activities: acts, Store: db, Logger: log,
 		HeartbeatInterval: cfg.HeartbeatInterval})
