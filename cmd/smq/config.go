@@ -28,7 +28,7 @@ import (
 type Config struct {
 	DatabaseURL       string        `koanf:"database_url" help:"PostgreSQL or CockroachDB URL"`
 	HTTPAddr          string        `koanf:"http_addr" help:"address the HTTP API listens on"`
-	APIKeys           string        `koanf:"api_keys" help:"accepted API keys, comma-separated, each key or key:scope+scope (scopes: produce, consume, admin; none = all); empty turns authentication off"`
+	APIKeys           string        `koanf:"api_keys" help:"accepted API keys, comma-separated, each [name=]secret[:scope+scope] (scopes: produce, consume, admin; none = all), several at once for rotation; empty turns authentication off"`
 	Region            string        `koanf:"region" help:"this node's region"`
 	NodeID            string        `koanf:"node_id" help:"this node's id; empty: the id kept in the WAL directory, made on first start"`
 	Buffer            string        `koanf:"buffer" help:"where creates wait for their flush: wal (durable) or memory (a crash loses unflushed messages)"`
@@ -129,7 +129,9 @@ func loadConfig(fs *pflag.FlagSet, def Config) (Config, error) {
 	if err := k.Load(env.Provider(".", env.Opt{Prefix: "SMQ_", TransformFunc: func(key, value string) (string, any) {
 		key = strings.ToLower(strings.TrimPrefix(key, "SMQ_"))
 		if !known[key] {
-			if !strings.HasPrefix(key, "test_") {
+			// SMQ_TEST_* belong to the tests, SMQ_URL and SMQ_API_KEY to
+			// the client commands.
+			if !strings.HasPrefix(key, "test_") && key != "url" && key != "api_key" {
 				unknownEnv = append(unknownEnv, "SMQ_"+strings.ToUpper(key))
 			}
 			return "", nil
