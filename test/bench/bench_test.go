@@ -37,7 +37,17 @@ func (b *bench) step(name string, fn func()) {
 		return
 	}
 	start := time.Now()
-	b.t.Logf("── %s", name)
+	fsync := fsyncProbe(b.dir)
+	load := loadAvg()
+	c0 := b.cpuNow()
+	b.t.Logf("── %s (fsync p50 %s, load %s)", name, fsync, load)
+	defer func() {
+		cpu := b.cpuSince(c0)
+		b.res.mu.Lock()
+		b.res.steps = append(b.res.steps, stepCondition{Name: name, Took: time.Since(start), Fsync: fsync, Load: load, CPU: cpu})
+		b.res.mu.Unlock()
+		b.t.Logf("   %s took %s (cores: %s)", name, time.Since(start).Round(time.Second), cpu)
+	}()
 	func() {
 		defer func() {
 			if r := recover(); r != nil {
@@ -53,7 +63,6 @@ func (b *bench) step(name string, fn func()) {
 		}()
 		fn()
 	}()
-	b.t.Logf("   %s took %s", name, time.Since(start).Round(time.Second))
 }
 
 func TestBench(t *testing.T) {
@@ -96,46 +105,46 @@ func TestBench(t *testing.T) {
 		b.setupPGQ()
 	})
 
-	// The peers first, while no SMQ node runs (its embedded Temporal server
-	// would take CPU from them).
+	// The systems take turns workload by workload, so that a change in the
+	// machine's state (its disk's fsync time varies several-fold through
+	// a day; other tenants) falls on all of them alike. The SMQ node idles
+	// while the peers run; its share shows in the cores columns.
+	var wal, mem *smqNode
+	b.step("start SMQ (WAL)", func() { wal = b.startSMQ("wal") })
+	smq := func(name string, fn func(n *smqNode)) {
+		b.step(name, func() {
+			if wal == nil {
+				b.fail("no SMQ node (WAL)")
+			}
+			fn(wal)
+		})
+	}
 	b.step("workload 1, peers: create latency", b.w1Peers)
+	smq("workload 1, SMQ WAL", func(n *smqNode) { b.w1SMQ(n, sysSMQWAL) })
 	b.step("workload 2, peers: create throughput", b.w2Peers)
+	smq("workload 2, SMQ WAL", func(n *smqNode) { b.w2SMQ(n, sysSMQWAL) })
 	b.step("workload 3, peers: bulk create", b.w3Peers)
+	smq("workload 3, SMQ WAL", func(n *smqNode) { b.w3SMQ(n, sysSMQWAL) })
+	smq("loopback latency", b.loopback)
 	b.step("workload 4, peers: lateness", b.w4Peers)
+	smq("workload 4, SMQ: lateness", b.w4SMQ)
 	b.step("workload 5, peers: drain", b.w5Peers)
+	smq("workload 5, SMQ: drain", b.w5SMQ)
+	smq("workload 6, SMQ: scale", b.w6SMQ)
 	b.step("workload 7, peers: steady state", b.w7Peers)
+	smq("workload 7, SMQ: steady state", b.w7SMQ)
+	smq("idle", b.idle)
+	if wal != nil {
+		wal.stop()
+	}
 
 	// SMQ in memory mode: ingest only (issue 3 asks for both modes).
-	var mem, wal *smqNode
-	b.step("start SMQ (memory)", func() {
-		if b.smqBin == "" {
-			b.fail("no smq binary")
-		}
-		mem = b.startSMQ("memory")
-	})
+	b.step("start SMQ (memory)", func() { mem = b.startSMQ("memory") })
 	if mem != nil {
 		b.step("workload 1, SMQ memory", func() { b.w1SMQ(mem, sysSMQMemory) })
 		b.step("workload 2, SMQ memory", func() { b.w2SMQ(mem, sysSMQMemory) })
 		b.step("workload 3, SMQ memory", func() { b.w3SMQ(mem, sysSMQMemory) })
 		mem.stop()
-	}
-	b.step("start SMQ (WAL)", func() {
-		if b.smqBin == "" {
-			b.fail("no smq binary")
-		}
-		wal = b.startSMQ("wal")
-	})
-	if wal != nil {
-		b.step("workload 1, SMQ WAL", func() { b.w1SMQ(wal, sysSMQWAL) })
-		b.step("workload 2, SMQ WAL", func() { b.w2SMQ(wal, sysSMQWAL) })
-		b.step("workload 3, SMQ WAL", func() { b.w3SMQ(wal, sysSMQWAL) })
-		b.step("loopback latency", func() { b.loopback(wal) })
-		b.step("workload 4, SMQ: lateness", func() { b.w4SMQ(wal) })
-		b.step("workload 5, SMQ: drain", func() { b.w5SMQ(wal) })
-		b.step("workload 6, SMQ: scale", func() { b.w6SMQ(wal) })
-		b.step("workload 7, SMQ: steady state", func() { b.w7SMQ(wal) })
-		b.step("idle", func() { b.idle(wal) })
-		wal.stop()
 	}
 
 	rep := &report{res: b.res, machine: machine, started: started, finished: time.Now(), command: benchCommand()}

@@ -47,6 +47,7 @@ type bench struct {
 	pgqDB   *pgxpool.Pool
 	res     *results
 	only    *regexp.Regexp // steps to run; nil: all
+	node    *smqNode       // the SMQ node running now, if any
 }
 
 // startPostgres starts the run's PostgreSQL with durable settings (fsync,
@@ -146,6 +147,9 @@ func (b *bench) freeAddr() string {
 // returns once /readyz answers 200.
 func (b *bench) startSMQ(mode string) *smqNode {
 	t := b.t
+	if b.smqBin == "" {
+		b.fail("no smq binary")
+	}
 	data := filepath.Join(b.dir, "smq-"+mode+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
 	if err := os.MkdirAll(data, 0o755); err != nil {
 		b.fail("%v", err)
@@ -171,6 +175,7 @@ func (b *bench) startSMQ(mode string) *smqNode {
 		close(n.done)
 	}()
 	t.Cleanup(n.stop)
+	b.node = n
 	n.client = newSMQClient(n.base)
 	deadline := time.Now().Add(90 * time.Second)
 	for {
@@ -206,6 +211,9 @@ func (n *smqNode) pid() int { return n.cmd.Process.Pid }
 
 // stop sends SIGTERM (a graceful stop: the buffer is flushed) and waits.
 func (n *smqNode) stop() {
+	if n.b.node == n {
+		n.b.node = nil
+	}
 	select {
 	case <-n.done:
 		return
@@ -352,4 +360,99 @@ func count(ctx context.Context, db *pgxpool.Pool, sql string, args ...any) (int6
 // database so far, as pg_stat_database reports them.
 func (b *bench) xacts(db string) (int64, error) {
 	return count(b.ctx, b.admin, `SELECT (xact_commit + xact_rollback)::int8 FROM pg_stat_database WHERE datname = $1`, db)
+}
+
+// cpuSplit is CPU time by process group over a stretch of wall time: the
+// smq process, PostgreSQL, this process (the load generator, and River
+// when River runs), and everything else on the machine (other users of
+// these cores).
+type cpuSplit struct {
+	SMQ, Postgres, Bench, Other time.Duration
+	Wall                        time.Duration
+	machine                     time.Duration
+	at                          time.Time
+}
+
+// cpuNow reads the counters, with the SMQ node that runs now, if any.
+func (b *bench) cpuNow() cpuSplit {
+	s := cpuSplit{Postgres: b.postgresCPU(), Bench: procCPU(os.Getpid()), machine: machineBusy(), at: time.Now()}
+	if b.node != nil {
+		s.SMQ = procCPU(b.node.pid())
+	}
+	return s
+}
+
+// cpuSince is the CPU used from an earlier reading to now.
+func (b *bench) cpuSince(from cpuSplit) cpuSplit {
+	to := b.cpuNow()
+	c := cpuSplit{SMQ: to.SMQ - from.SMQ, Postgres: to.Postgres - from.Postgres, Bench: to.Bench - from.Bench, Wall: to.at.Sub(from.at)}
+	if to.SMQ < from.SMQ { // another node started in between
+		c.SMQ = 0
+	}
+	c.Other = max(to.machine-from.machine-c.SMQ-c.Postgres-c.Bench, 0)
+	return c
+}
+
+// machineBusy is the CPU time all processes on the machine used so far:
+// every field of /proc/stat's cpu line but idle and iowait.
+func machineBusy() time.Duration {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	var busy int64
+	for i, v := range f[1:] {
+		if i == 3 || i == 4 || i >= 8 { // idle, iowait; guest time is in user already
+			continue
+		}
+		n, _ := strconv.ParseInt(v, 10, 64)
+		busy += n
+	}
+	return time.Duration(busy) * time.Second / clockTick
+}
+
+// String gives the split in cores (CPU seconds per second).
+func (c cpuSplit) String() string {
+	if c.Wall <= 0 {
+		return "–"
+	}
+	cores := func(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()/c.Wall.Seconds()) }
+	return "smq " + cores(c.SMQ) + ", pg " + cores(c.Postgres) + ", bench " + cores(c.Bench) + ", other " + cores(c.Other)
+}
+
+// fsyncProbe times 8 KiB writes each followed by fdatasync in dir, the
+// cost every durable commit pays, and returns the median.
+func fsyncProbe(dir string) time.Duration {
+	f, err := os.CreateTemp(dir, "fsync-probe-")
+	if err != nil {
+		return 0
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	buf := make([]byte, 8<<10)
+	var d dist
+	for range 50 {
+		t0 := time.Now()
+		if _, err := f.WriteAt(buf, 0); err != nil {
+			return 0
+		}
+		if err := syscall.Fdatasync(int(f.Fd())); err != nil {
+			return 0
+		}
+		d.add(time.Since(t0))
+	}
+	p50, _ := d.pct(50)
+	return p50
+}
+
+// loadAvg is the first field of /proc/loadavg.
+func loadAvg() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return "?"
+	}
+	return f[0]
 }

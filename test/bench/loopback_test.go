@@ -1,9 +1,16 @@
 package bench
 
 import (
+	"bufio"
+	"cmp"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -53,11 +60,12 @@ func (c *smqClient) expect(ctx context.Context, path string) error {
 }
 
 // Idle: with no traffic, how many transactions SMQ runs against its
-// database, from pg_stat_database. Backends report their counts with a
-// lag of about a second; the lag is the same at both reads, so the count
-// between them covers the time between them.
+// database, from pg_stat_database. A backend that goes idle reports its
+// last counts up to 10 s later (PostgreSQL 15's idle stats interval), so
+// the window opens only after idleSettle without traffic; then the
+// statements themselves are counted from PostgreSQL's log.
 const (
-	idleSettle = 5 * time.Second
+	idleSettle = 12 * time.Second
 	idleWindow = 10 * time.Second
 )
 
@@ -74,8 +82,80 @@ func (b *bench) idle(n *smqNode) {
 	r := &idleResult{Window: window, Xacts: x1 - x0, PerSec: float64(x1-x0) / window.Seconds(),
 		Details: fmt.Sprintf("xact_commit + xact_rollback of database %q in pg_stat_database, read %s apart after %s without traffic",
 			dbSMQ, window.Round(time.Millisecond), idleSettle)}
+	stmts, err := b.captureStatements(dbSMQ, idleWindow)
+	if err != nil {
+		b.res.note(fmt.Sprintf("idle: statement log capture failed: %v", err))
+	}
+	r.Statements, r.StatementWindow = stmts, idleWindow
 	b.res.mu.Lock()
 	b.res.idle = r
 	b.res.mu.Unlock()
 	b.t.Logf("idle: %d transactions in %s = %.1f/s", r.Xacts, window.Round(time.Millisecond), r.PerSec)
+}
+
+// captureStatements turns on PostgreSQL's statement log for d and counts
+// the statements database db ran, by text (first line, whitespace
+// collapsed), most frequent first.
+func (b *bench) captureStatements(db string, d time.Duration) ([]statementCount, error) {
+	set := func(sqls ...string) error {
+		for _, q := range sqls {
+			if _, err := b.admin.Exec(b.ctx, q); err != nil {
+				return fmt.Errorf("%s: %w", q, err)
+			}
+		}
+		return nil
+	}
+	logPath := filepath.Join(b.dir, "pg", "postgres.log")
+	if err := set(`ALTER SYSTEM SET log_line_prefix = '%m [%p] db=%d '`, `ALTER SYSTEM SET log_statement = 'all'`, `SELECT pg_reload_conf()`); err != nil {
+		return nil, err
+	}
+	// Give every backend time to read the new settings.
+	time.Sleep(time.Second)
+	fi, err := os.Stat(logPath)
+	if err != nil {
+		return nil, err
+	}
+	time.Sleep(d)
+	if err := set(`ALTER SYSTEM RESET log_statement`, `ALTER SYSTEM RESET log_line_prefix`, `SELECT pg_reload_conf()`); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(logPath)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if _, err := f.Seek(fi.Size(), io.SeekStart); err != nil {
+		return nil, err
+	}
+	counts := map[string]int{}
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	marker := " db=" + db + " LOG:  "
+	for sc.Scan() {
+		_, rest, ok := strings.Cut(sc.Text(), marker)
+		if !ok {
+			continue
+		}
+		switch {
+		case strings.HasPrefix(rest, "statement: "):
+			rest = strings.TrimPrefix(rest, "statement: ")
+		case strings.HasPrefix(rest, "execute "):
+			_, rest, _ = strings.Cut(rest, ": ")
+		default:
+			continue
+		}
+		rest = strings.Join(strings.Fields(rest), " ")
+		if len(rest) > 120 {
+			rest = rest[:120] + "…"
+		}
+		counts[rest]++
+	}
+	var out []statementCount
+	for q, n := range counts {
+		out = append(out, statementCount{Statement: q, Count: n})
+	}
+	slices.SortFunc(out, func(a, b statementCount) int {
+		return cmp.Or(b.Count-a.Count, strings.Compare(a.Statement, b.Statement))
+	})
+	return out, sc.Err()
 }

@@ -122,6 +122,20 @@ func (r *report) targets() []target {
 	return ts
 }
 
+// cores renders a CPU split as three cells: smq, PostgreSQL, and the bench
+// process (the load generator, and River when River runs).
+func cores(c cpuSplit) []string {
+	if c.Wall <= 0 {
+		return []string{"–", "–", "–"}
+	}
+	f := func(d time.Duration) string { return fmt.Sprintf("%.2f", d.Seconds()/c.Wall.Seconds()) }
+	return []string{f(c.SMQ), f(c.Postgres), f(c.Bench), f(c.Other)}
+}
+
+var coreHeaders = []string{"cores: smq", "cores: PostgreSQL", "cores: bench", "cores: other"}
+
+const coresNote = "CPU is shown in cores (CPU seconds per second of the run, from `/proc`): the smq process (idle while a peer runs), every PostgreSQL process, the bench process (the load generator, and River itself for River's rows), and everything else on the machine (`/proc/stat` minus those). The machine has %d."
+
 func ratioPlain(a, b time.Duration) string {
 	if a <= 0 || b <= 0 {
 		return "–"
@@ -172,6 +186,7 @@ func (r *report) markdown() string {
 	m.p("")
 	m.p("![lateness and throughput](results.svg)")
 	m.p("")
+	r.conditions(&m)
 
 	m.p("## Targets of issues 3, 4 and 7")
 	m.p("")
@@ -219,8 +234,21 @@ func (r *report) markdown() string {
 		}
 		m.p("### %s (%d s)%s", p.Name, p.Seconds, tag)
 		m.p("")
+		var rows [][]string
+		for _, a := range p.Areas {
+			rows = append(rows, []string{a.Label, a.Share})
+		}
+		m.table([]string{"where (cumulative, the callees included)", "share of smq's CPU samples"}, rows)
+		m.p("Top by own time:")
+		m.p("")
 		m.p("```")
 		m.p("%s", p.Top)
+		m.p("```")
+		m.p("")
+		m.p("Top by cumulative time, in smq, pgx and Badger:")
+		m.p("")
+		m.p("```")
+		m.p("%s", p.Cum)
 		m.p("```")
 		m.p("")
 	}
@@ -288,10 +316,12 @@ func (r *report) w2(m *md) {
 			} else {
 				row = append(row, "", "")
 			}
-			rows = append(rows, row)
+			rows = append(rows, append(row, cores(t.CPU)...))
 		}
 	}
-	m.table([]string{"system", "callers", "creates/s", "p50 ms", "p99 ms", "429s", "vs River Insert", "vs plain INSERT"}, rows)
+	m.table(append([]string{"system", "callers", "creates/s", "p50 ms", "p99 ms", "429s", "vs River Insert", "vs plain INSERT"}, coreHeaders...), rows)
+	m.p(coresNote, r.machine.CPUs)
+	m.p("")
 }
 
 func (r *report) w3(m *md) {
@@ -316,9 +346,11 @@ func (r *report) w3(m *md) {
 				row = append(row, "")
 			}
 		}
-		rows = append(rows, row)
+		rows = append(rows, append(row, cores(b.CPU)...))
 	}
-	m.table([]string{"system", "batch", "in the database after", "rows/s", "acknowledged after", "429s", "vs InsertMany", "vs InsertManyFast", "vs CopyFrom"}, rows)
+	m.table(append([]string{"system", "batch", "in the database after", "rows/s", "acknowledged after", "429s", "vs InsertMany", "vs InsertManyFast", "vs CopyFrom"}, coreHeaders...), rows)
+	m.p(coresNote, r.machine.CPUs)
+	m.p("")
 }
 
 var latencySystems = []string{sysSMQWAL, sysRiverDef, sysRiverTuned, sysPGQ}
@@ -327,7 +359,7 @@ func (r *report) w4(m *md) {
 	res := r.res
 	m.p("## 4. Delivery lateness")
 	m.p("")
-	m.p("Two runs per system: %d messages due evenly over %s (created %s ahead), then a burst of %d due within one second (created %s ahead). Lateness = the time a consumer got the message − its scheduled time. A message not received within %s of a run's last due time counts as later than that (\"> …\"). \"All pollable\" (SMQ only) is when a count of the channel's PENDING rows, polled every 5 ms, reached 0.", w4Spread, w4SpreadOver, w4SpreadLead, w4Burst, w4BurstLead, w4Bound)
+	m.p("Two runs per system: %d messages due evenly over %s (created %s ahead), then a burst of %d due within one second (created %s ahead). Each system's table is analyzed once loaded. Lateness = the time a consumer got the message − its scheduled time. A message not received within %s of a run's last due time counts as later than that (\"> …\"). \"All pollable\" (SMQ only) is when a count of the channel's PENDING rows, polled every 5 ms, reached 0.", w4Spread, w4SpreadOver, w4SpreadLead, w4Burst, w4BurstLead, w4Bound)
 	m.p("")
 	smq := res.lateness[sysSMQWAL]
 	for _, phase := range []struct {
@@ -356,15 +388,17 @@ func (r *report) w4(m *md) {
 			if run.ReadyOK || sys == sysSMQWAL {
 				ready = msOr(run.Ready, run.ReadyOK, l.Bound)
 			}
-			rows = append(rows, []string{sys, msOr(s.P50, s.P50ok, l.Bound), msOr(s.P99, s.P99ok, l.Bound), msOr(s.Max, s.Maxok, l.Bound),
-				fmt.Sprint(s.Missing), ready, msOr(run.AllReceived, run.AllReceivedOK, l.Bound), adv})
+			rows = append(rows, append([]string{sys, msOr(s.P50, s.P50ok, l.Bound), msOr(s.P99, s.P99ok, l.Bound), msOr(s.Max, s.Maxok, l.Bound),
+				fmt.Sprint(s.Missing), ready, msOr(run.AllReceived, run.AllReceivedOK, l.Bound), adv}, cores(run.CPU)...))
 		}
-		m.table([]string{"system", "p50 ms", "p99 ms", "max ms", "not received", "all pollable after (ms from first due)", "all received after (ms from first due)", "SMQ's p99 advantage"}, rows)
+		m.table(append([]string{"system", "p50 ms", "p99 ms", "max ms", "not received", "all pollable after (ms from first due)", "all received after (ms from first due)", "SMQ's p99 advantage"}, coreHeaders...), rows)
 		if run := phase.pick(smq); run.ReadyP50 != "" {
 			m.p("SMQ's scheduler histogram (`smq_scheduler_lateness_seconds`, due → READY, read before and after the run): p50 %s, p99 %s.", run.ReadyP50, run.ReadyP99)
 			m.p("")
 		}
 	}
+	m.p(coresNote+" Measured from the first due time to the last receipt.", r.machine.CPUs)
+	m.p("")
 	m.p("Settings and how each run was created:")
 	m.p("")
 	for _, sys := range latencySystems {
@@ -404,9 +438,11 @@ func (r *report) w5(m *md) {
 		} else {
 			row = append(row, "", "", "")
 		}
-		rows = append(rows, row)
+		rows = append(rows, append(row, cores(d.CPU)...))
 	}
-	m.table([]string{"system", "drained", "time", "msgs/s", "vs River tuned", "vs River defaults", "vs hand-written"}, rows)
+	m.table(append([]string{"system", "drained", "time", "msgs/s", "vs River tuned", "vs River defaults", "vs hand-written"}, coreHeaders...), rows)
+	m.p(coresNote, r.machine.CPUs)
+	m.p("")
 	for _, sys := range []string{sysSMQWAL, sysRiverTuned, sysRiverDef, sysPGQ} {
 		if d, ok := res.drain[sys]; ok {
 			m.p("- %s: %s", sys, d.Settings)
@@ -483,6 +519,19 @@ func (r *report) loopbackIdle(m *md) {
 	m.p("")
 	if res.idle != nil {
 		m.p("SMQ idle (WAL mode, no clients): %d transactions in %s = **%.1f per second** (%s).", res.idle.Xacts, res.idle.Window.Round(time.Millisecond), res.idle.PerSec, res.idle.Details)
+		if len(res.idle.Statements) > 0 {
+			m.p("")
+			m.p("The statements PostgreSQL logged for SMQ's database over the next %s (`log_statement = all`, turned on for that window only):", res.idle.StatementWindow)
+			m.p("")
+			var rows [][]string
+			for i, s := range res.idle.Statements {
+				if i == 12 {
+					break
+				}
+				rows = append(rows, []string{fmt.Sprint(s.Count), fmt.Sprintf("%.1f", float64(s.Count)/res.idle.StatementWindow.Seconds()), "`" + strings.ReplaceAll(s.Statement, "|", "\\|") + "`"})
+			}
+			m.table([]string{"count", "per second", "statement"}, rows)
+		}
 	} else {
 		m.p("Not measured.")
 	}
@@ -492,4 +541,36 @@ func (r *report) loopbackIdle(m *md) {
 // riverVersion is the River module this test was built with.
 func riverVersion() string {
 	return moduleVersion("github.com/riverqueue/river")
+}
+
+// conditions renders the machine's state step by step: the disk's fsync
+// time and the other load on the cores move the figures more than
+// anything else on a shared 2-core machine.
+func (r *report) conditions(m *md) {
+	res := r.res
+	if len(res.steps) == 0 {
+		return
+	}
+	var fs []time.Duration
+	var other, wall time.Duration
+	for _, s := range res.steps {
+		fs = append(fs, s.Fsync)
+		other += s.CPU.Other
+		wall += s.CPU.Wall
+	}
+	slices.Sort(fs)
+	m.p("## Conditions of the run")
+	m.p("")
+	m.p("The machine is shared: during this run other processes used **%.2f cores** on average (of %d), and an 8 KiB write + `fdatasync` in the run's directory took from %s to %s (median before each step). Read every figure against these; ratios between systems measured side by side (the systems take turns workload by workload) hold up better than absolute numbers.",
+		other.Seconds()/max(wall.Seconds(), 1e-9), r.machine.CPUs, fs[0].Round(time.Microsecond), fs[len(fs)-1].Round(time.Microsecond))
+	m.p("")
+	m.p("<details><summary>Step by step</summary>")
+	m.p("")
+	var rows [][]string
+	for _, s := range res.steps {
+		rows = append(rows, append([]string{s.Name, s.Took.Round(time.Second).String(), s.Fsync.Round(time.Microsecond).String(), s.Load}, cores(s.CPU)...))
+	}
+	m.table(append([]string{"step", "took", "fsync p50 before", "load avg before"}, coreHeaders...), rows)
+	m.p("</details>")
+	m.p("")
 }

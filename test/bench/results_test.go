@@ -41,6 +41,8 @@ type results struct {
 	idle *idleResult
 	// profiles: CPU profiles of the smq process, by workload.
 	profiles []profile
+	// steps: the machine's state during each step.
+	steps []stepCondition
 	// notes: things the run noticed that a reader should know.
 	notes []string
 }
@@ -70,6 +72,7 @@ type tput struct {
 	Rate    float64
 	Latency summary
 	Errors  int // 429s and failures, retried or not counted
+	CPU     cpuSplit
 }
 
 type bulkResult struct {
@@ -79,6 +82,7 @@ type bulkResult struct {
 	Rate    float64
 	Ack     time.Duration // until the last batch was acknowledged
 	Errors  int
+	CPU     cpuSplit
 }
 
 type latenessResult struct {
@@ -102,6 +106,9 @@ type latenessRun struct {
 	// to READY), as bucket bounds.
 	ReadyP50, ReadyP99 string
 	Settings           string
+	// CPU is measured from the first due time to the last receipt (or
+	// the bound).
+	CPU cpuSplit
 }
 
 type drainResult struct {
@@ -111,6 +118,7 @@ type drainResult struct {
 	Elapsed   time.Duration
 	Rate      float64
 	Settings  string
+	CPU       cpuSplit
 }
 
 type scaleResult struct {
@@ -139,6 +147,15 @@ type idleResult struct {
 	Xacts   int64
 	PerSec  float64
 	Details string
+	// Statements are those PostgreSQL logged for SMQ's database over
+	// StatementWindow, right after the count.
+	Statements      []statementCount
+	StatementWindow time.Duration
+}
+
+type statementCount struct {
+	Statement string
+	Count     int
 }
 
 type profile struct {
@@ -146,4 +163,21 @@ type profile struct {
 	Seconds int
 	Path    string
 	Top     string // `go tool pprof -top` output, trimmed
+	Cum     string // the first lines of `-top -cum` in smq, pgx and Badger
+	Areas   []profileArea
+}
+
+// profileArea is one part of smq and its cumulative share of a profile.
+type profileArea struct {
+	Label string
+	Share string
+}
+
+// stepCondition is the machine's state during one step of the run.
+type stepCondition struct {
+	Name  string
+	Took  time.Duration
+	Fsync time.Duration // median 8 KiB write + fdatasync just before
+	Load  string        // 1-minute load average just before
+	CPU   cpuSplit
 }

@@ -156,16 +156,80 @@ func (n *smqNode) profileDuring(name string, seconds int) (wait func()) {
 			b.res.note(fmt.Sprintf("CPU profile %q: %v", name, err))
 			return
 		}
-		out, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=25", b.smqBin, path).CombinedOutput()
+		flat, err := exec.Command("go", "tool", "pprof", "-top", "-nodecount=15", path).CombinedOutput()
 		if err != nil {
-			b.res.note(fmt.Sprintf("pprof -top %q: %v", name, err))
+			b.res.note(fmt.Sprintf("pprof -top %q: %v: %s", name, err, flat))
 			return
 		}
+		cum, err := exec.Command("go", "tool", "pprof", "-top", "-cum", "-nodecount=100000", path).CombinedOutput()
+		if err != nil {
+			b.res.note(fmt.Sprintf("pprof -top -cum %q: %v", name, err))
+			return
+		}
+		areas, cumTop := profileBreakdown(string(cum))
 		b.res.mu.Lock()
-		b.res.profiles = append(b.res.profiles, profile{Name: name, Seconds: seconds, Path: path, Top: trimPprof(string(out))})
+		b.res.profiles = append(b.res.profiles, profile{Name: name, Seconds: seconds, Path: path, Top: trimPprof(string(flat)), Cum: cumTop, Areas: areas})
 		b.res.mu.Unlock()
 	}()
 	return func() { <-done }
+}
+
+// profileAreas are the parts of smq whose cumulative share of a profile
+// the results show; fn is a function's full name in pprof's output.
+var profileAreas = []struct{ label, fn string }{
+	{"HTTP requests, all of them (`net/http.(*conn).serve`)", "net/http.(*conn).serve"},
+	{"… create handler (`api.(*server).createMessage`)", "github.com/smq/smq/api.(*server).createMessage"},
+	{"… batch-create handler (`api.(*server).createMessages`)", "github.com/smq/smq/api.(*server).createMessages"},
+	{"… poll handler (`api.(*server).poll`)", "github.com/smq/smq/api.(*server).poll"},
+	{"… ack handler (`api.(*server).ack`)", "github.com/smq/smq/api.(*server).ack"},
+	{"… access-log lines (`slog.(*Logger).LogAttrs`)", "log/slog.(*Logger).LogAttrs"},
+	{"… writing responses (`net/http.(*response).finishRequest`)", "net/http.(*response).finishRequest"},
+	{"WAL append (`buffer.(*WAL).Append`)", "github.com/smq/smq/store/buffer.(*WAL).Append"},
+	{"Badger's write loop (`badger.(*DB).writeRequests`)", "github.com/dgraph-io/badger/v4.(*DB).writeRequests"},
+	{"flush to PostgreSQL (`buffer.(*Flusher).flush`)", "github.com/smq/smq/store/buffer.(*Flusher).flush"},
+	{"scheduler loop (`activities.(*Activities).Schedule`)", "github.com/smq/smq/activities.(*Activities).Schedule"},
+	{"janitor loop (`activities.(*Activities).Sweep`)", "github.com/smq/smq/activities.(*Activities).Sweep"},
+	{"pgx encoding values through `driver.Valuer` (e.g. `uuid.UUID`)", "github.com/jackc/pgx/v5/pgtype.(*encodePlanDriverValuer).Encode"},
+	{"… of which building pgx encode errors before falling back (`pgtype.newEncodeError`)", "github.com/jackc/pgx/v5/pgtype.newEncodeError"},
+	{"garbage collector, background marking (`runtime.gcBgMarkWorker`)", "runtime.gcBgMarkWorker"},
+}
+
+// profileBreakdown reads `pprof -top -cum` output and returns each area's
+// cumulative share, and the first lines of smq's own code and its
+// libraries by cumulative time.
+func profileBreakdown(out string) (areas []profileArea, cumTop string) {
+	cum := map[string]string{}
+	var keep []string
+	temporal := 0.0
+	for _, line := range strings.Split(out, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 6 || !strings.HasSuffix(f[4], "%") {
+			continue
+		}
+		fn := strings.Join(f[5:], " ")
+		if _, ok := cum[fn]; !ok {
+			cum[fn] = f[4]
+		}
+		if strings.HasPrefix(fn, "go.temporal.io/server/") {
+			v, _ := strconv.ParseFloat(strings.TrimSuffix(f[4], "%"), 64)
+			temporal = max(temporal, v)
+		}
+		if len(keep) < 30 && (strings.Contains(fn, "smq/smq/") || strings.Contains(fn, "jackc/pgx") || strings.Contains(fn, "badger")) {
+			if len(line) > 160 {
+				line = line[:160] + "…"
+			}
+			keep = append(keep, line)
+		}
+	}
+	for _, a := range profileAreas {
+		share := cum[a.fn]
+		if share == "" {
+			share = "0%"
+		}
+		areas = append(areas, profileArea{Label: a.label, Share: share})
+	}
+	areas = append(areas, profileArea{Label: "embedded Temporal server (largest single `go.temporal.io/server` node, a lower bound)", Share: fmt.Sprintf("%.2f%%", temporal)})
+	return areas, strings.Join(keep, "\n")
 }
 
 // trimPprof keeps pprof's summary lines and the table.

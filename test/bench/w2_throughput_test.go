@@ -23,20 +23,24 @@ func (b *bench) w2Peers() {
 	rc := b.riverInserter()
 	for _, c := range w2Concurrency {
 		b.resetRiver()
+		c0 := b.cpuNow()
 		r, err := closedLoop(b.ctx, c, w2Duration, w2Warm, func(ctx context.Context, _, i int) error {
 			_, err := rc.Insert(ctx, benchArgs{N: i}, &river.InsertOpts{ScheduledAt: time.Now().Add(time.Hour)})
 			return err
 		})
 		b.must(err, "w2 river")
+		r.CPU = b.cpuSince(c0)
 		b.setThroughput(sysRiver, c, r)
 	}
 	for _, c := range w2Concurrency {
 		b.resetPGQ()
+		c0 := b.cpuNow()
 		r, err := closedLoop(b.ctx, c, w2Duration, w2Warm, func(ctx context.Context, _, _ int) error {
 			_, err := b.pgqDB.Exec(ctx, pgqInsert, "w2", time.Now().Add(time.Hour))
 			return err
 		})
 		b.must(err, "w2 insert")
+		r.CPU = b.cpuSince(c0)
 		b.setThroughput(sysInsert, c, r)
 	}
 }
@@ -48,9 +52,11 @@ func (b *bench) w2SMQ(n *smqNode, system string) {
 		if c == 64 {
 			wait = n.profileDuring("w2 "+system+" single creates c=64", int(w2Duration/time.Second))
 		}
+		c0 := b.cpuNow()
 		r, err := closedLoop(b.ctx, c, w2Duration, w2Warm, func(ctx context.Context, _, _ int) error {
 			return n.client.create(ctx, "w2", time.Now().Add(time.Hour))
 		})
+		r.CPU = b.cpuSince(c0)
 		if wait != nil {
 			wait()
 		}
@@ -66,5 +72,5 @@ func (b *bench) setThroughput(system string, c int, r tput) {
 	}
 	b.res.throughput[system][c] = r
 	b.res.mu.Unlock()
-	b.t.Logf("w2 %s c=%d: %s/s (p50 %s ms, p99 %s ms, 429s %d)", system, c, rate(r.Rate), ms(r.Latency.P50), ms(r.Latency.P99), r.Errors)
+	b.t.Logf("w2 %s c=%d: %s/s (p50 %s ms, p99 %s ms, 429s %d; cores %s)", system, c, rate(r.Rate), ms(r.Latency.P50), ms(r.Latency.P99), r.Errors, r.CPU)
 }

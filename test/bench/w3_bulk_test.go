@@ -69,6 +69,7 @@ func (b *bench) w3Peers() {
 		if fast {
 			name = "River InsertManyFast"
 		}
+		c0 := b.cpuNow()
 		start := time.Now()
 		busy, err := batches(b.ctx, batch, func(ctx context.Context, _ int) error {
 			var err error
@@ -81,10 +82,11 @@ func (b *bench) w3Peers() {
 		})
 		b.must(err, "w3 "+name)
 		elapsed := time.Since(start)
-		b.setBulk(name, bulkResult{Rows: w3Rows, Batch: batch, Elapsed: elapsed, Ack: elapsed, Errors: busy})
+		b.setBulk(name, bulkResult{Rows: w3Rows, Batch: batch, Elapsed: elapsed, Ack: elapsed, Errors: busy, CPU: b.cpuSince(c0)})
 	}
 
 	b.resetPGQ()
+	c0 := b.cpuNow()
 	start := time.Now()
 	busy, err := batches(b.ctx, batch, func(ctx context.Context, _ int) error {
 		at := time.Now().Add(time.Hour)
@@ -97,7 +99,7 @@ func (b *bench) w3Peers() {
 	})
 	b.must(err, "w3 copy")
 	elapsed := time.Since(start)
-	b.setBulk("pgx CopyFrom", bulkResult{Rows: w3Rows, Batch: batch, Elapsed: elapsed, Ack: elapsed, Errors: busy})
+	b.setBulk("pgx CopyFrom", bulkResult{Rows: w3Rows, Batch: batch, Elapsed: elapsed, Ack: elapsed, Errors: busy, CPU: b.cpuSince(c0)})
 }
 
 func (b *bench) w3SMQ(n *smqNode, system string) {
@@ -109,6 +111,7 @@ func (b *bench) w3SMQ(n *smqNode, system string) {
 			wait = n.profileDuring("w3 "+name, 4)
 		}
 		ctx, cancel := context.WithTimeout(b.ctx, w3Bound)
+		c0 := b.cpuNow()
 		start := time.Now()
 		busy, err := batches(ctx, batch, func(ctx context.Context, _ int) error {
 			at := time.Now().Add(time.Hour)
@@ -126,12 +129,13 @@ func (b *bench) w3SMQ(n *smqNode, system string) {
 			})
 		}
 		elapsed := time.Since(start)
+		cpu := b.cpuSince(c0)
 		cancel()
 		if wait != nil {
 			wait()
 		}
 		b.must(err, "w3 "+name)
-		b.setBulk(name, bulkResult{Rows: w3Rows, Batch: batch, Elapsed: elapsed, Ack: ack, Errors: busy})
+		b.setBulk(name, bulkResult{Rows: w3Rows, Batch: batch, Elapsed: elapsed, Ack: ack, Errors: busy, CPU: cpu})
 	}
 }
 
@@ -140,5 +144,5 @@ func (b *bench) setBulk(name string, r bulkResult) {
 	b.res.mu.Lock()
 	b.res.bulk[name] = r
 	b.res.mu.Unlock()
-	b.t.Logf("w3 %s: %d rows in %s = %s rows/s (acked after %s, 429s %d)", name, r.Rows, r.Elapsed.Round(time.Millisecond), rate(r.Rate), r.Ack.Round(time.Millisecond), r.Errors)
+	b.t.Logf("w3 %s: %d rows in %s = %s rows/s (acked after %s, 429s %d; cores %s)", name, r.Rows, r.Elapsed.Round(time.Millisecond), rate(r.Rate), r.Ack.Round(time.Millisecond), r.Errors, r.CPU)
 }

@@ -34,7 +34,9 @@ func (b *bench) w5Peers() {
 			_, err := rc.InsertManyFast(b.ctx, params)
 			b.must(err, "w5 river insert")
 		}
+		b.vacuum(b.riverDB, "river_job")
 		var ran atomic.Int64
+		c0 := b.cpuNow()
 		start := time.Now()
 		stop := b.riverWorkers(s, func(*river.Job[benchArgs]) { ran.Add(1) })
 		var completed int64
@@ -44,12 +46,13 @@ func (b *bench) w5Peers() {
 			return completed >= w5Messages, err
 		})
 		elapsed := time.Since(start)
+		cpu := b.cpuSince(c0)
 		stop()
 		if err != nil && b.ctx.Err() != nil {
 			b.must(err, "w5 river")
 		}
 		b.setDrain(s.Name, drainResult{Consumers: riverMaxWorkers, Target: w5Messages, Done: int(completed), Elapsed: elapsed,
-			Settings: s.String() + "; counted when River has marked the jobs completed"})
+			Settings: s.String() + "; counted when River has marked the jobs completed", CPU: cpu})
 	}
 
 	b.resetPGQ()
@@ -64,6 +67,7 @@ func (b *bench) w5Peers() {
 	var taken atomic.Int64
 	all := make(chan struct{})
 	ctx, cancel := context.WithTimeout(b.ctx, w5Bound)
+	c0 := b.cpuNow()
 	start := time.Now()
 	var last atomic.Int64
 	wait := pgqConsume(ctx, b.pgqDB, func(_, at time.Time) {
@@ -80,10 +84,11 @@ func (b *bench) w5Peers() {
 	if l := last.Load(); l > 0 {
 		elapsed = time.Duration(l)
 	}
+	cpu := b.cpuSince(c0)
 	cancel()
 	wait()
 	b.setDrain(sysPGQ, drainResult{Consumers: pgqConsumers, Target: w5Messages, Done: int(taken.Load()), Elapsed: elapsed,
-		Settings: fmt.Sprintf("%d consumers, DELETE … FOR UPDATE SKIP LOCKED of %d rows per statement", pgqConsumers, pgqBatch)})
+		Settings: fmt.Sprintf("%d consumers, DELETE … FOR UPDATE SKIP LOCKED of %d rows per statement", pgqConsumers, pgqBatch), CPU: cpu})
 }
 
 func (b *bench) w5SMQ(n *smqNode) {
@@ -100,6 +105,7 @@ func (b *bench) w5SMQ(n *smqNode) {
 	var lastAck atomic.Int64
 	errs := make(chan error, w5Consumers)
 	waitProfile := n.profileDuring("w5 SMQ drain", 3)
+	c0 := b.cpuNow()
 	start := time.Now()
 	for range w5Consumers {
 		wg.Go(func() {
@@ -135,6 +141,7 @@ func (b *bench) w5SMQ(n *smqNode) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := b.cpuSince(c0)
 	if l := lastAck.Load(); l > 0 {
 		elapsed = time.Duration(l)
 	}
@@ -145,7 +152,7 @@ func (b *bench) w5SMQ(n *smqNode) {
 	default:
 	}
 	b.setDrain(sysSMQWAL, drainResult{Consumers: w5Consumers, Target: w5Messages, Done: int(acked.Load()), Elapsed: elapsed,
-		Settings: fmt.Sprintf("%d consumers over HTTP, each: poll max=%d, then ack those by receipt; the messages were copied in as READY", w5Consumers, w5PollMax)})
+		Settings: fmt.Sprintf("%d consumers over HTTP, each: poll max=%d, then ack those by receipt; the messages were copied in as READY", w5Consumers, w5PollMax), CPU: cpu})
 }
 
 func (b *bench) setDrain(system string, r drainResult) {
@@ -153,5 +160,5 @@ func (b *bench) setDrain(system string, r drainResult) {
 	b.res.mu.Lock()
 	b.res.drain[system] = r
 	b.res.mu.Unlock()
-	b.t.Logf("w5 %s: %d of %d in %s = %s msgs/s", system, r.Done, r.Target, r.Elapsed.Round(time.Millisecond), rate(r.Rate))
+	b.t.Logf("w5 %s: %d of %d in %s = %s msgs/s (cores %s)", system, r.Done, r.Target, r.Elapsed.Round(time.Millisecond), rate(r.Rate), r.CPU)
 }
