@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -340,6 +341,9 @@ func (s *server) nack(ctx context.Context, in *nackInput) (*countOutput, error) 
 	ids, receipts, err := leases(&leaseBody{MessageIDs: in.Body.MessageIDs, Receipts: in.Body.Receipts})
 	if err != nil {
 		return nil, err
+	}
+	if strings.ContainsRune(in.Body.Reason, 0) {
+		return nil, invalid(field("body.reason", errNUL, in.Body.Reason))
 	}
 	p := &store.MessageNackParams{IDs: ids, Receipts: receipts, Reason: in.Body.Reason, Backoff: s.d.Backoff}
 	if in.Body.Delay.set() {

@@ -8,7 +8,9 @@ import (
 	"log/slog"
 	"net/http"
 	"reflect"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/google/uuid"
@@ -20,6 +22,13 @@ import (
 const (
 	durabilityBuffered  = "buffered"
 	durabilityCommitted = "committed"
+)
+
+// Messages of free-text checks: payloads are delivered as JSON, which must
+// be UTF-8, and PostgreSQL's text columns refuse NUL characters.
+const (
+	errNotUTF8 = "is not valid UTF-8 (JSON text must be UTF-8)"
+	errNUL     = "must not contain NUL (\\u0000) characters"
 )
 
 // bodyOverhead is room for a create's other fields around its payload.
@@ -209,6 +218,11 @@ func (s *server) newMessage(prefix string, in *MessageIn, headerKey string, now 
 	}
 	if len(in.Payload) == 0 {
 		bad = append(bad, field(prefix+"payload", "is required", nil))
+	} else if !utf8.Valid(in.Payload) {
+		bad = append(bad, field(prefix+"payload", errNotUTF8, nil))
+	}
+	if strings.ContainsRune(in.DedupKey, 0) {
+		bad = append(bad, field(prefix+"dedup_key", errNUL, in.DedupKey))
 	}
 	at := now
 	switch {
@@ -441,6 +455,9 @@ func (s *server) updateMessage(ctx context.Context, in *updateMessageInput) (*me
 	var bad []*huma.ErrorDetail
 	if n := int64(len(b.Payload)); n > s.d.MaxPayload {
 		return nil, huma.Error413RequestEntityTooLarge(fmt.Sprintf("body.payload is %d bytes, over the %d-byte limit", n, s.d.MaxPayload))
+	}
+	if !utf8.Valid(b.Payload) {
+		bad = append(bad, field("body.payload", errNotUTF8, nil))
 	}
 	p := &store.MessageUpdateParams{ID: id, Payload: b.Payload}
 	switch {
