@@ -724,13 +724,15 @@ func printStats(w io.Writer, st *client.ChannelStatsOutputBody) error {
 		return err
 	}
 	fmt.Fprintln(w, "due in the next 24 hours:")
-	tw = tabwriter.NewWriter(w, 0, 4, 1, ' ', tabwriter.AlignRight)
+	width := len(strconv.FormatInt(peak, 10))
 	for h, n := range hours {
 		if n == 0 {
 			continue
 		}
 		bar := strings.Repeat("█", int(max(1, n*40/peak)))
-		fmt.Fprintf(tw, "  +%dh\t%d\t %s\t\n", h, n, bar)
+		if _, err := fmt.Fprintf(w, "  %4s %*d %s\n", fmt.Sprintf("+%dh", h), width, n, bar); err != nil {
+			return err
+		}
 	}
-	return tw.Flush()
+	return nil
 }
