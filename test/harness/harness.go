@@ -1,0 +1,129 @@
+// Package harness starts and controls the real parts of SMQ as separate
+// processes, for the end-to-end and fault-injection tests: the smq binary
+// (Node), a throwaway PostgreSQL (Postgres), and an embedded Temporal server
+// in a process of its own (Temporal), each of which a test can stop, kill
+// and start again independently of the others. Ledger checks, at the end,
+// that every accepted message was delivered once and on time, or still
+// waits in the database.
+//
+// Everything a helper starts is stopped by t.Cleanup; a node's or server's
+// log is printed (its tail) when the test failed. No helper sleeps for a
+// fixed time: each waits on a condition, with a deadline.
+//
+// The binaries are built once per test process, without -race whatever the
+// test binary was built with. SMQ_TEST_BIN_DIR, when set, names a directory
+// holding prebuilt smq and temporald binaries to use instead.
+package harness
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binDir    string
+	buildErr  error
+)
+
+// Binary returns the path of the smq binary built from ./cmd/smq, building
+// it on first use (about a minute with a warm build cache, up to five cold:
+// it links the Temporal server).
+func Binary(t testing.TB) string {
+	t.Helper()
+	return filepath.Join(binaries(t), "smq")
+}
+
+// temporaldBinary returns the path of the temporald helper.
+func temporaldBinary(t testing.TB) string {
+	t.Helper()
+	return filepath.Join(binaries(t), "temporald")
+}
+
+func binaries(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		if dir := os.Getenv("SMQ_TEST_BIN_DIR"); dir != "" {
+			binDir = dir
+			for _, name := range []string{"smq", "temporald"} {
+				if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+					buildErr = fmt.Errorf("SMQ_TEST_BIN_DIR: %w", err)
+				}
+			}
+			return
+		}
+		binDir, buildErr = build()
+	})
+	if buildErr != nil {
+		t.Fatalf("harness: build: %v", buildErr)
+	}
+	return binDir
+}
+
+// build builds smq and temporald into a fresh directory, left behind for
+// the life of the test process (removed by its parent temp directory's
+// cleaning, not by a test's cleanup, since later tests use it).
+func build() (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	dir, err := os.MkdirTemp("", "smq-harness-bin-")
+	if err != nil {
+		return "", err
+	}
+	start := time.Now()
+	cmd := exec.Command("go", "build", "-o", dir+string(filepath.Separator), "./cmd/smq", "./test/harness/temporald")
+	cmd.Dir = root
+	// The binaries are never race-instrumented: the race detector would
+	// slow the node down and test the Temporal server's code, not ours.
+	cmd.Env = withoutEnv(os.Environ(), "GOFLAGS")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/smq ./test/harness/temporald: %w\n%s", err, out.String())
+	}
+	if testing.Verbose() {
+		fmt.Fprintf(os.Stderr, "harness: built smq and temporald in %s\n", time.Since(start).Round(time.Second))
+	}
+	return dir, nil
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", fmt.Errorf("not inside the smq module")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// withoutEnv returns env without the variables named by keys, and without
+// any SMQ_ setting: a child gets exactly the settings its test gives it.
+func withoutEnv(env []string, keys ...string) []string {
+	var out []string
+next:
+	for _, kv := range env {
+		k, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(k, "SMQ_") {
+			continue
+		}
+		for _, key := range keys {
+			if k == key {
+				continue next
+			}
+		}
+		out = append(out, kv)
+	}
+	return out
+}

@@ -1,0 +1,231 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+
+	"github.com/smq/smq/store/postgres/localpg"
+)
+
+// TemporalServer is an embedded Temporal server (worker/devserver) running
+// in a process of its own, with its state in a SQLite file in t.TempDir.
+// Stopping or killing it makes Temporal unreachable for every node; Start
+// brings it back on the same file and gRPC address, so workflows go on
+// where they were.
+type TemporalServer struct {
+	t       testing.TB
+	addr    string
+	dbFile  string
+	logPath string
+
+	mu     sync.Mutex // guards p and client
+	p      *proc
+	client client.Client
+}
+
+// Temporal starts an embedded Temporal server for t, stopped when t ends.
+// It takes about a second (plus the binaries' build on first use).
+func Temporal(t testing.TB) *TemporalServer {
+	t.Helper()
+	port, err := localpg.FreePort()
+	if err != nil {
+		t.Fatalf("harness: temporal: %v", err)
+	}
+	dir := t.TempDir()
+	s := &TemporalServer{
+		t:       t,
+		addr:    fmt.Sprintf("127.0.0.1:%d", port),
+		dbFile:  filepath.Join(dir, "temporal.db"),
+		logPath: filepath.Join(dir, "temporal.log"),
+	}
+	var l logs
+	l.add(t, "temporal", s.logPath)
+	t.Cleanup(func() {
+		s.mu.Lock()
+		c := s.client
+		s.mu.Unlock()
+		if c != nil {
+			c.Close()
+		}
+		s.Kill()
+	})
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatalf("harness: temporal: %v", err)
+	}
+	return s
+}
+
+// Addr is the frontend's gRPC address, host:port (SMQ_TEMPORAL_ADDRESS).
+func (s *TemporalServer) Addr() string { return s.addr }
+
+// Namespace is the namespace the server serves.
+func (s *TemporalServer) Namespace() string { return "default" }
+
+// LogPath is the server's log file.
+func (s *TemporalServer) LogPath() string { return s.logPath }
+
+// Running reports whether the server's process runs.
+func (s *TemporalServer) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.p != nil && !s.p.exited()
+}
+
+// PID is the server process's id, or 0 when it does not run.
+func (s *TemporalServer) PID() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.p == nil || s.p.exited() {
+		return 0
+	}
+	return s.p.cmd.Process.Pid
+}
+
+// Start starts the server (again) on its file and address, and returns
+// once it accepts connections. It is an error to start it while it runs.
+func (s *TemporalServer) Start(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.p != nil && !s.p.exited() {
+		return fmt.Errorf("temporal already running")
+	}
+	bin := temporaldBinary(s.t)
+	// The port may linger for a moment after a kill; the start is retried.
+	var err error
+	for attempt := 0; attempt < 20; attempt++ {
+		if err = s.startOnce(ctx, bin); err == nil || !strings.Contains(err.Error(), "is taken") {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return err
+}
+
+func (s *TemporalServer) startOnce(ctx context.Context, bin string) error {
+	before := fileSize(s.logPath)
+	p, err := startProc(bin, []string{"--db-file", s.dbFile, "--grpc-addr", s.addr}, withoutEnv(os.Environ()), s.logPath)
+	if err != nil {
+		return err
+	}
+	s.p = p
+	err = waitFor(ctx, 2*time.Minute, 20*time.Millisecond, func() (bool, error) {
+		out := readFrom(s.logPath, before)
+		if strings.Contains(out, "temporald ready") {
+			return true, nil
+		}
+		if p.exited() {
+			return false, fmt.Errorf("%w: %s", errExited, lastLine(out))
+		}
+		return false, nil
+	})
+	if err != nil {
+		p.kill()
+		s.p = nil
+		return fmt.Errorf("start temporal on %s: %w", s.addr, err)
+	}
+	return nil
+}
+
+// Stop stops the server gracefully and waits for it to exit.
+func (s *TemporalServer) Stop() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.p == nil {
+		return nil
+	}
+	err := s.p.stop(syscall.SIGTERM, 30*time.Second)
+	s.p = nil
+	return err
+}
+
+// Kill kills the server (SIGKILL) and waits for it to exit.
+func (s *TemporalServer) Kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.p != nil {
+		s.p.kill()
+		s.p = nil
+	}
+}
+
+// Restart stops the server gracefully and starts it again, failing t if it
+// does not come back.
+func (s *TemporalServer) Restart(t testing.TB) {
+	t.Helper()
+	_ = s.Stop()
+	if err := s.Start(context.Background()); err != nil {
+		t.Fatalf("harness: restart temporal: %v", err)
+	}
+}
+
+// Client returns a Temporal SDK client of the server, made on first use and
+// closed when the test ends. It is lazy: it survives the server's restarts.
+func (s *TemporalServer) Client(t testing.TB) client.Client {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.client == nil {
+		c, err := client.NewLazyClient(client.Options{
+			HostPort:  s.addr,
+			Namespace: s.Namespace(),
+			Logger:    tlog.NewStructuredLogger(slog.New(slog.DiscardHandler)),
+		})
+		if err != nil {
+			t.Fatalf("harness: temporal client: %v", err)
+		}
+		s.client = c
+	}
+	return s.client
+}
+
+// Reachable reports whether something accepts TCP connections on the
+// server's address.
+func (s *TemporalServer) Reachable() bool {
+	c, err := net.DialTimeout("tcp", s.addr, 200*time.Millisecond)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
+}
+
+// readFrom returns the file's content from offset on.
+func readFrom(path string, offset int64) string {
+	b, err := os.ReadFile(path)
+	if err != nil || int64(len(b)) < offset {
+		return ""
+	}
+	return string(b[offset:])
+}
+
+func lastLine(s string) string {
+	s = strings.TrimRight(s, "\n")
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
