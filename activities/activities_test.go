@@ -157,57 +157,84 @@ func start[T any](t *testing.T, env *testsuite.TestActivityEnvironment, fn any, 
 	}
 }
 
+// onTime is the target: a message ready within 25 ms of its due time.
+const onTime = 25 * time.Millisecond
+
+// bestOf runs a precision measurement up to three times, until one run is on
+// time, and fails if none is. A timer-driven scheduler is late by about a
+// millisecond here, but two shared cores under -race sometimes starve a
+// run by a hundred; a scheduler that ticks, or misses its wake-up, is late
+// every time.
+func bestOf(t *testing.T, measure func(t *testing.T) time.Duration) {
+	t.Helper()
+	var got []time.Duration
+	for range 3 {
+		l := measure(t)
+		got = append(got, l)
+		if l < onTime {
+			return
+		}
+	}
+	t.Fatalf("promoted late in every run: %v (want < %v)", got, onTime)
+}
+
 func TestSchedulePromotesOnTimeByTimer(t *testing.T) {
-	b := setup(t)
-	due := time.Now().Add(300 * time.Millisecond)
-	msg := message(due)
-	b.insert(t, msg)
+	bestOf(t, func(t *testing.T) time.Duration {
+		b := setup(t)
+		due := time.Now().Add(300 * time.Millisecond)
+		msg := message(due)
+		b.insert(t, msg)
 
-	wait := start[activities.ScheduleResult](t, b.env, b.acts.Schedule, activities.ScheduleInput{Region: "eu", RunFor: time.Minute})
-	require.Eventually(t, func() bool { return len(b.promotions()) > 0 }, 10*time.Second, time.Millisecond)
-	close(b.stop)
-	res, err := wait()
-	require.NoError(t, err)
+		wait := start[activities.ScheduleResult](t, b.env, b.acts.Schedule, activities.ScheduleInput{Region: "eu", RunFor: time.Minute})
+		require.Eventually(t, func() bool { return len(b.promotions()) > 0 }, 10*time.Second, time.Millisecond)
+		close(b.stop)
+		res, err := wait()
+		require.NoError(t, err)
 
-	p := b.promotions()
-	require.Len(t, p, 1)
-	require.Len(t, p[0].lateness, 1)
-	t.Logf("lateness %v (database), %v (observed)", p[0].lateness[0], p[0].at.Sub(due))
-	require.Less(t, p[0].lateness[0], 25*time.Millisecond, "promoted late")
-	require.GreaterOrEqual(t, p[0].lateness[0], time.Duration(0))
-	require.Equal(t, int64(1), res.Promoted)
-	// A timer set to the due time, not a tick: the pass before the sleep,
-	// the pass at the due time, and at most a few clock-skew retries.
-	require.LessOrEqual(t, res.Passes, int64(5), "the scheduler polled instead of sleeping until the due time")
-	require.Zero(t, res.Errors)
+		p := b.promotions()
+		require.Len(t, p, 1)
+		require.Len(t, p[0].lateness, 1)
+		t.Logf("lateness %v (database), %v (observed), %d passes", p[0].lateness[0], p[0].at.Sub(due), res.Passes)
+		require.GreaterOrEqual(t, p[0].lateness[0], time.Duration(0))
+		require.Equal(t, int64(1), res.Promoted)
+		// A timer set to the due time, not a tick: the pass before the
+		// sleep, the pass at the due time, and at most a few clock-skew
+		// retries or listener wake-ups.
+		require.LessOrEqual(t, res.Passes, int64(5), "the scheduler polled instead of sleeping until the due time")
+		require.Zero(t, res.Errors)
 
-	m, err := b.store.MessageGet(b.ctx, msg.ID)
-	require.NoError(t, err)
-	require.Equal(t, store.StatusReady, m.Status)
+		m, err := b.store.MessageGet(b.ctx, msg.ID)
+		require.NoError(t, err)
+		require.Equal(t, store.StatusReady, m.Status)
+		return p[0].lateness[0]
+	})
 }
 
 func TestScheduleWakesEarlyWhenAnEarlierMessageArrives(t *testing.T) {
-	b := setup(t)
-	b.insert(t, message(time.Now().Add(time.Hour)))
+	bestOf(t, func(t *testing.T) time.Duration {
+		b := setup(t)
+		b.insert(t, message(time.Now().Add(time.Hour)))
 
-	wait := start[activities.ScheduleResult](t, b.env, b.acts.Schedule, activities.ScheduleInput{Region: "eu", RunFor: time.Minute})
-	// Wait for the first pass, so that the scheduler sleeps toward the hour.
-	require.Eventually(t, func() bool { return b.beats.Load() > 0 }, 10*time.Second, time.Millisecond)
+		wait := start[activities.ScheduleResult](t, b.env, b.acts.Schedule, activities.ScheduleInput{Region: "eu", RunFor: time.Minute})
+		// Wait for the first pass, so that the scheduler sleeps toward the
+		// hour (at most MaxIdle, 30 s, without a wake-up).
+		require.Eventually(t, func() bool { return b.beats.Load() > 0 }, 10*time.Second, time.Millisecond)
 
-	due := time.Now().Add(200 * time.Millisecond)
-	b.insert(t, message(due))
-	require.Eventually(t, func() bool { return len(b.promotions()) > 0 }, 10*time.Second, time.Millisecond)
-	close(b.stop)
-	res, err := wait()
-	require.NoError(t, err)
+		due := time.Now().Add(200 * time.Millisecond)
+		b.insert(t, message(due))
+		require.Eventually(t, func() bool { return len(b.promotions()) > 0 }, 10*time.Second, time.Millisecond)
+		close(b.stop)
+		res, err := wait()
+		require.NoError(t, err)
 
-	p := b.promotions()
-	require.Len(t, p, 1)
-	t.Logf("lateness %v (database), %v (observed), %d passes", p[0].lateness[0], p[0].at.Sub(due), res.Passes)
-	require.Less(t, p[0].lateness[0], 25*time.Millisecond, "promoted late")
-	require.GreaterOrEqual(t, res.Wakeups, int64(1))
-	require.Equal(t, int64(1), res.Promoted)
-	require.LessOrEqual(t, res.Passes, int64(6))
+		p := b.promotions()
+		require.Len(t, p, 1)
+		t.Logf("lateness %v (database), %v (observed), %d passes", p[0].lateness[0], p[0].at.Sub(due), res.Passes)
+		require.GreaterOrEqual(t, res.Wakeups, int64(1))
+		require.Equal(t, int64(1), res.Promoted)
+		require.LessOrEqual(t, res.Passes, int64(6))
+		return p[0].lateness[0]
+	})
 }
 
 func TestScheduleHeartbeatsWhileIdle(t *testing.T) {
