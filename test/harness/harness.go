@@ -17,6 +17,8 @@ package harness
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"os/exec"
@@ -41,14 +43,18 @@ func Binary(t testing.TB) string {
 	return filepath.Join(binaries(t), "smq")
 }
 
-// temporaldBinary returns the path of the temporald helper.
-func temporaldBinary(t testing.TB) string {
-	t.Helper()
-	return filepath.Join(binaries(t), "temporald")
-}
-
 func binaries(t testing.TB) string {
 	t.Helper()
+	dir, err := buildAll()
+	if err != nil {
+		t.Fatalf("harness: build: %v", err)
+	}
+	return dir
+}
+
+// buildAll builds the binaries once per process and returns their
+// directory.
+func buildAll() (string, error) {
 	buildOnce.Do(func() {
 		if dir := os.Getenv("SMQ_TEST_BIN_DIR"); dir != "" {
 			binDir = dir
@@ -61,22 +67,24 @@ func binaries(t testing.TB) string {
 		}
 		binDir, buildErr = build()
 	})
-	if buildErr != nil {
-		t.Fatalf("harness: build: %v", buildErr)
-	}
-	return binDir
+	return binDir, buildErr
 }
 
-// build builds smq and temporald into a fresh directory, left behind for
-// the life of the test process (removed by its parent temp directory's
-// cleaning, not by a test's cleanup, since later tests use it).
+// build builds smq and temporald into a directory of the user's cache
+// kept per checkout: go build leaves an up-to-date binary as it is, so a
+// later test process waits seconds instead of the minute a link takes.
 func build() (string, error) {
 	root, err := moduleRoot()
 	if err != nil {
 		return "", err
 	}
-	dir, err := os.MkdirTemp("", "smq-harness-bin-")
+	dir, err := os.UserCacheDir()
 	if err != nil {
+		dir = os.TempDir()
+	}
+	sum := sha256.Sum256([]byte(root))
+	dir = filepath.Join(dir, "smq-test-bin", hex.EncodeToString(sum[:6]))
+	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
 	start := time.Now()

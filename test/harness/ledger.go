@@ -118,7 +118,11 @@ type LedgerSummary struct {
 	// creates whose answer the client did not get (a crash, a timeout).
 	// They are not errors.
 	Strangers int
-	Problems  []string // everything that broke a promise
+	// Lost names accepted ids neither delivered nor in the database.
+	Lost []string
+	// Problems describes every other broken promise: a double or early
+	// delivery, an acked message back in the database, a changed schedule.
+	Problems []string
 }
 
 // Check fails t unless every accepted id was delivered (and acked) exactly
@@ -129,11 +133,19 @@ type LedgerSummary struct {
 // replayed): a message still in a buffer counts as lost.
 func (l *Ledger) Check(t testing.TB, databaseURL string) LedgerSummary {
 	t.Helper()
-	s, err := l.check(context.Background(), databaseURL)
+	s, err := l.Summary(context.Background(), databaseURL)
 	if err != nil {
 		t.Fatalf("harness: ledger: %v", err)
 	}
+	t.Logf("ledger: %s", s)
 	const shown = 20
+	for i, id := range s.Lost {
+		if i == shown {
+			t.Errorf("ledger: … and %d more lost", len(s.Lost)-shown)
+			break
+		}
+		t.Errorf("ledger: %s accepted (scheduled %s) but neither delivered nor in the database: lost", id, l.scheduled(id).Format(time.RFC3339Nano))
+	}
 	for i, p := range s.Problems {
 		if i == shown {
 			t.Errorf("ledger: … and %d more problems", len(s.Problems)-shown)
@@ -141,9 +153,27 @@ func (l *Ledger) Check(t testing.TB, databaseURL string) LedgerSummary {
 		}
 		t.Errorf("ledger: %s", p)
 	}
-	t.Logf("ledger: %d accepted: %d delivered once and on time, %d waiting in the database, %d problems; %d deliveries of ids never seen accepted",
-		s.Accepted, s.Delivered, s.Waiting, len(s.Problems), s.Strangers)
 	return s
+}
+
+// String sums the summary up in one line.
+func (s LedgerSummary) String() string {
+	return fmt.Sprintf("%d accepted: %d delivered once and on time, %d waiting in the database, %d lost, %d other problems; %d deliveries of ids never seen accepted",
+		s.Accepted, s.Delivered, s.Waiting, len(s.Lost), len(s.Problems), s.Strangers)
+}
+
+func (l *Ledger) scheduled(id string) time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.accepted[id]
+}
+
+// Summary is Check without t: it compares the ledger with the database and
+// returns what it found, failing nothing; an error means the database could
+// not be read. A test that expects losses (a crash in memory mode) reads
+// Lost and fails on Problems.
+func (l *Ledger) Summary(ctx context.Context, databaseURL string) (LedgerSummary, error) {
+	return l.check(ctx, databaseURL)
 }
 
 type row struct {
@@ -188,7 +218,7 @@ func (l *Ledger) check(ctx context.Context, databaseURL string) (LedgerSummary, 
 				s.Delivered++
 			}
 		case !inDB:
-			s.Problems = append(s.Problems, fmt.Sprintf("%s accepted (scheduled %s) but neither delivered nor in the database: lost", id, at.Format(time.RFC3339Nano)))
+			s.Lost = append(s.Lost, id)
 		case r.status != "PENDING" && r.status != "READY":
 			s.Problems = append(s.Problems, fmt.Sprintf("%s not delivered to the ledger but %s in the database (attempts %d)", id, r.status, r.attempts))
 		case !at.IsZero() && (r.scheduledAt.Sub(at) > slack || at.Sub(r.scheduledAt) > slack):

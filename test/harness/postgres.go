@@ -102,9 +102,12 @@ func Database(t testing.TB) string {
 }
 
 // Main runs the tests and then stops what the test process shared (the
-// PostgreSQL server Database started): call it from TestMain as
-// os.Exit(harness.Main(m)).
-func Main(m *testing.M) int { return pgtest.Run(m) }
+// PostgreSQL server Database started, the SharedTemporal server): call it
+// from TestMain as os.Exit(harness.Main(m)).
+func Main(m *testing.M) int {
+	defer stopShared()
+	return pgtest.Run(m)
+}
 
 // Pool opens a connection pool to url, closed when t ends, for checks of
 // the database's contents.

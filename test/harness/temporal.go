@@ -25,7 +25,6 @@ import (
 // brings it back on the same file and gRPC address, so workflows go on
 // where they were.
 type TemporalServer struct {
-	t       testing.TB
 	addr    string
 	dbFile  string
 	logPath string
@@ -36,35 +35,84 @@ type TemporalServer struct {
 }
 
 // Temporal starts an embedded Temporal server for t, stopped when t ends.
-// It takes about a second (plus the binaries' build on first use).
+// It takes about a second (plus the binaries' build on first use). Tests
+// that never stop Temporal can share one with SharedTemporal.
 func Temporal(t testing.TB) *TemporalServer {
 	t.Helper()
-	port, err := localpg.FreePort()
+	s, err := newTemporal(t.TempDir())
 	if err != nil {
 		t.Fatalf("harness: temporal: %v", err)
 	}
-	dir := t.TempDir()
-	s := &TemporalServer{
-		t:       t,
-		addr:    fmt.Sprintf("127.0.0.1:%d", port),
-		dbFile:  filepath.Join(dir, "temporal.db"),
-		logPath: filepath.Join(dir, "temporal.log"),
-	}
 	var l logs
 	l.add(t, "temporal", s.logPath)
-	t.Cleanup(func() {
-		s.mu.Lock()
-		c := s.client
-		s.mu.Unlock()
-		if c != nil {
-			c.Close()
-		}
-		s.Kill()
-	})
+	t.Cleanup(s.close)
 	if err := s.Start(context.Background()); err != nil {
 		t.Fatalf("harness: temporal: %v", err)
 	}
 	return s
+}
+
+var (
+	sharedOnce     sync.Once
+	sharedTemporal *TemporalServer
+	sharedDir      string
+	sharedErr      error
+)
+
+// SharedTemporal returns the Temporal server shared by the tests of this
+// process, started on first use and stopped by Main. Tests that share it
+// must use regions (and node ids) of their own, since the workflow ids are
+// made of them; and none may stop it.
+func SharedTemporal(t testing.TB) *TemporalServer {
+	t.Helper()
+	sharedOnce.Do(func() {
+		if sharedDir, sharedErr = os.MkdirTemp("", "smq-harness-temporal-"); sharedErr != nil {
+			return
+		}
+		if sharedTemporal, sharedErr = newTemporal(sharedDir); sharedErr != nil {
+			return
+		}
+		sharedErr = sharedTemporal.Start(context.Background())
+	})
+	if sharedErr != nil {
+		t.Fatalf("harness: shared temporal: %v", sharedErr)
+	}
+	var l logs
+	l.add(t, "shared temporal", sharedTemporal.logPath)
+	return sharedTemporal
+}
+
+// stopShared stops the shared Temporal server, if it was started.
+func stopShared() {
+	if sharedTemporal != nil {
+		sharedTemporal.close()
+		_ = os.RemoveAll(sharedDir)
+		sharedTemporal = nil
+	}
+}
+
+func newTemporal(dir string) (*TemporalServer, error) {
+	port, err := localpg.FreePort()
+	if err != nil {
+		return nil, err
+	}
+	return &TemporalServer{
+		addr:    fmt.Sprintf("127.0.0.1:%d", port),
+		dbFile:  filepath.Join(dir, "temporal.db"),
+		logPath: filepath.Join(dir, "temporal.log"),
+	}, nil
+}
+
+// close closes the client and kills the server.
+func (s *TemporalServer) close() {
+	s.mu.Lock()
+	c := s.client
+	s.client = nil
+	s.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+	s.Kill()
 }
 
 // Addr is the frontend's gRPC address, host:port (SMQ_TEMPORAL_ADDRESS).
@@ -101,9 +149,12 @@ func (s *TemporalServer) Start(ctx context.Context) error {
 	if s.p != nil && !s.p.exited() {
 		return fmt.Errorf("temporal already running")
 	}
-	bin := temporaldBinary(s.t)
+	dir, err := buildAll()
+	if err != nil {
+		return fmt.Errorf("build: %w", err)
+	}
+	bin := filepath.Join(dir, "temporald")
 	// The port may linger for a moment after a kill; the start is retried.
-	var err error
 	for attempt := 0; attempt < 20; attempt++ {
 		if err = s.startOnce(ctx, bin); err == nil || !strings.Contains(err.Error(), "is taken") {
 			return err
