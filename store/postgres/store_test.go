@@ -402,9 +402,10 @@ func TestNodes(t *testing.T) {
 	require.Len(t, nodes, 2)
 	require.Equal(t, store.NodeActive, nodes[0].Status)
 
-	time.Sleep(20 * time.Millisecond)
-	require.NoError(t, b.store.NodeHeartbeat(b.ctx, &store.Node{ID: "n2", Region: "us", Version: "v1"}))
-	stale, err := b.store.NodeMarkStale(b.ctx, 15*time.Millisecond)
+	// n1 went silent two minutes ago; n2 is live.
+	_, err = b.store.Pool().Exec(b.ctx, `UPDATE nodes SET last_heartbeat = now() - interval '2 minutes' WHERE id = 'n1'`)
+	require.NoError(t, err)
+	stale, err := b.store.NodeMarkStale(b.ctx, time.Minute)
 	require.NoError(t, err)
 	require.Len(t, stale, 1)
 	require.Equal(t, "n1", stale[0].ID)
