@@ -357,6 +357,10 @@ func (s *server) createMessage(ctx context.Context, in *createMessageInput) (*cr
 }
 
 func (s *server) createMessages(ctx context.Context, in *createMessagesInput) (*createMessagesOutput, error) {
+	if len(in.Body.Messages) == 0 {
+		// minItems does not catch "messages": null.
+		return nil, invalid(field("body.messages", "give 1 to 1000 messages", nil))
+	}
 	now := s.now()
 	msgs := make([]*store.Message, len(in.Body.Messages))
 	var bad []*huma.ErrorDetail
