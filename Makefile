@@ -17,6 +17,10 @@ deps:
 		echo "installing PostgreSQL's server binaries"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
 	fi
+	@if ! command -v chromium >/dev/null 2>&1; then \
+		echo "installing Chromium (test/browser opens the docs and the Temporal UI in it)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
 
 ## build: the smq binary in bin/
 build:
