@@ -364,6 +364,10 @@ func (s *server) nack(ctx context.Context, in *nackInput) (*countOutput, error) 
 }
 
 func (s *server) extend(ctx context.Context, in *extendInput) (*countOutput, error) {
+	if len(in.Body.Receipts) == 0 {
+		// minItems does not catch "receipts": null.
+		return nil, invalid(field("body.receipts", "give 1 to 1000 receipts", nil))
+	}
 	receipts, bad := parseReceipts("body.receipts", in.Body.Receipts)
 	visibility := 30 * time.Second
 	if in.Body.VisibilityTimeout.set() {
