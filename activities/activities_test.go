@@ -564,3 +564,23 @@ func TestSweepLeavesALiveRegionAlone(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, store.StatusPending, m.Status)
 }
+
+func TestSweepTakesOverARegionWithNoNodes(t *testing.T) {
+	b := setup(t)
+	// Every "ap" node left gracefully and deregistered, leaving a message.
+	orphan := message(time.Now().Add(50 * time.Millisecond))
+	orphan.Region = "ap"
+	b.insert(t, orphan)
+
+	wait := start[activities.SweepResult](t, b.env, b.acts.Sweep, activities.SweepInput{
+		Region: "eu", RunFor: time.Minute, Interval: 20 * time.Millisecond, TakeoverGrace: time.Hour,
+	})
+	require.Eventually(t, func() bool {
+		m, err := b.store.MessageGet(b.ctx, orphan.ID)
+		return err == nil && m.Status == store.StatusReady
+	}, 10*time.Second, 5*time.Millisecond)
+	close(b.stop)
+	res, err := wait()
+	require.NoError(t, err)
+	require.Equal(t, int64(1), res.TakenOver)
+}

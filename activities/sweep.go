@@ -138,9 +138,8 @@ func (a *Activities) recover(ctx context.Context, region string, limit int, back
 }
 
 // takeOver promotes and recovers the messages of the regions whose nodes
-// have all been silent for grace. A region whose nodes all left gracefully
-// (and deregistered) is not seen here: the store lists nodes, not the
-// regions of messages.
+// have all been silent for grace, and of regions that hold messages but no
+// node at all (their nodes all left and deregistered).
 func (a *Activities) takeOver(ctx context.Context, region string, limit int, grace time.Duration, backoff store.Backoff, res *SweepResult) error {
 	orphans, err := a.orphanRegions(ctx, region, grace)
 	if err != nil {
@@ -164,7 +163,8 @@ func (a *Activities) takeOver(ctx context.Context, region string, limit int, gra
 }
 
 // orphanRegions returns, in order, the regions other than own whose nodes
-// are all stale, the last of them silent for grace.
+// are all stale, the last of them silent for grace, and those that hold
+// messages but have no node.
 func (a *Activities) orphanRegions(ctx context.Context, own string, grace time.Duration) ([]string, error) {
 	const page = 1000
 	alive := map[string]bool{}
@@ -194,6 +194,15 @@ func (a *Activities) orphanRegions(ctx context.Context, own string, grace time.D
 	var orphans []string
 	for _, r := range regions {
 		if !alive[r] {
+			orphans = append(orphans, r)
+		}
+	}
+	withMessages, err := a.Store.MessageRegions(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list regions of messages: %w", err)
+	}
+	for _, r := range withMessages {
+		if _, known := alive[r]; !known && r != own {
 			orphans = append(orphans, r)
 		}
 	}

@@ -177,6 +177,10 @@ func (f *fakeStore) MessageNextDue(context.Context, string) (time.Time, error) {
 	return time.Time{}, nil
 }
 
+func (f *fakeStore) MessageRegions(context.Context) ([]string, error) {
+	return nil, nil
+}
+
 func (f *fakeStore) MessageRecover(context.Context, *store.MessageRecoverParams) (*store.Recovered, error) {
 	return &store.Recovered{}, nil
 }

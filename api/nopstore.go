@@ -46,6 +46,9 @@ func (nopStore) MessageNextDue(context.Context, string) (time.Time, error) {
 func (nopStore) MessageRecover(context.Context, *store.MessageRecoverParams) (*store.Recovered, error) {
 	return nil, store.ErrUnavailable
 }
+func (nopStore) MessageRegions(context.Context) ([]string, error) {
+	return nil, store.ErrUnavailable
+}
 func (nopStore) ChannelList(context.Context, int, int) ([]string, error) {
 	return nil, store.ErrUnavailable
 }

@@ -321,6 +321,9 @@ type Store interface {
 	// MessageRecover puts up to Limit expired leases of a region back for a
 	// retry, or dead-letters them when out of attempts.
 	MessageRecover(ctx context.Context, p *MessageRecoverParams) (*Recovered, error)
+	// MessageRegions lists the regions that have PENDING or ACQUIRED
+	// messages: the regions some scheduler and janitor must serve.
+	MessageRegions(ctx context.Context) ([]string, error)
 	// ChannelList lists channels that hold messages, by name.
 	ChannelList(ctx context.Context, limit, offset int) ([]string, error)
 	// ChannelStats counts one channel's messages.

@@ -464,6 +464,25 @@ func (s *Store) MessageRecover(ctx context.Context, p *store.MessageRecoverParam
 	return &store.Recovered{Retried: retried, DeadLettered: dead}, nil
 }
 
+// MessageRegions implements store.Store with a loose index scan of each
+// partial index (one index probe per region), not a scan of the table.
+func (s *Store) MessageRegions(ctx context.Context) ([]string, error) {
+	distinct := func(status string) string {
+		return `(WITH RECURSIVE r AS (
+			(SELECT region FROM messages WHERE status = '` + status + `' ORDER BY region LIMIT 1)
+			UNION ALL
+			SELECT (SELECT m.region FROM messages m WHERE m.status = '` + status + `' AND m.region > r.region
+				ORDER BY m.region LIMIT 1) FROM r WHERE r.region IS NOT NULL
+		) SELECT region::text FROM r WHERE region IS NOT NULL)`
+	}
+	rows, err := s.pool.Query(ctx, distinct("PENDING")+` UNION `+distinct("ACQUIRED")+` ORDER BY 1`)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	regions, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return regions, mapErr(err)
+}
+
 // ChannelList implements store.Store.
 func (s *Store) ChannelList(ctx context.Context, limit, offset int) ([]string, error) {
 	rows, err := s.pool.Query(ctx, `SELECT name FROM channels ORDER BY name LIMIT $1 OFFSET $2`, limit, offset)

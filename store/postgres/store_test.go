@@ -393,6 +393,26 @@ func TestPollRegions(t *testing.T) {
 	require.Len(t, got, 2, "subsidize fills max from other regions")
 }
 
+func TestMessageRegions(t *testing.T) {
+	b := setup(t)
+	regions, err := b.store.MessageRegions(b.ctx)
+	require.NoError(t, err)
+	require.Empty(t, regions)
+	var msgs []*store.Message
+	for _, r := range []string{"us", "eu", "ap", "us"} {
+		m := newMessage("c", time.Now().Add(time.Hour))
+		m.Region = r
+		msgs = append(msgs, m)
+	}
+	ready := newMessage("c", time.Now().Add(-time.Second))
+	ready.Region = "sa" // READY only: nothing left for a scheduler or janitor
+	_, err = b.store.MessageInsertMany(b.ctx, &store.MessageInsertManyParams{Messages: append(msgs, ready)})
+	require.NoError(t, err)
+	regions, err = b.store.MessageRegions(b.ctx)
+	require.NoError(t, err)
+	require.Equal(t, []string{"ap", "eu", "us"}, regions)
+}
+
 func TestNodes(t *testing.T) {
 	b := setup(t)
 	require.NoError(t, b.store.NodeHeartbeat(b.ctx, &store.Node{ID: "n1", Region: "eu", Version: "v1"}))
