@@ -154,6 +154,11 @@ func TestHostileRequests(t *testing.T) {
 		{name: "nack reason NUL", method: "POST", path: "/v1/messages/nack", body: `{"message_ids":["` + seeded.leased.String() + `"],"reason":"x\u0000y"}`, status: 422, want: []string{"body.reason"}},
 		{name: "channel NUL", method: "POST", path: "/v1/message", body: `{"channel":"c\u0000","payload":1}`, status: 422, want: []string{"channel"}},
 
+		// Nulls where a list is required.
+		{name: "batch messages null", method: "POST", path: "/v1/messages", body: `{"messages":null}`, status: 422, want: []string{"body.messages"}},
+		{name: "extend receipts null", method: "POST", path: "/v1/messages/extend", body: `{"receipts":null}`, status: 422, want: []string{"body.receipts"}},
+		{name: "ack ids null", method: "POST", path: "/v1/messages/ack", body: `{"message_ids":null}`, status: 422, want: []string{"body"}},
+
 		// Negative and huge numbers, in queries and bodies.
 		{name: "poll max -1", method: "GET", path: "/v1/channels/c/poll?max=-1", status: 422, want: []string{"max"}},
 		{name: "poll max int64 overflow", method: "GET", path: "/v1/channels/c/poll?max=99999999999999999999", status: 422, want: []string{"max"}},
