@@ -18,7 +18,6 @@ import (
 	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
-	"go.uber.org/goleak"
 
 	"github.com/smq/smq/activities"
 	"github.com/smq/smq/store"
@@ -26,16 +25,7 @@ import (
 	"github.com/smq/smq/test/pgtest"
 )
 
-func TestMain(m *testing.M) {
-	code := pgtest.Run(m)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(pgtest.Run(m)) }
 
 // bundle is one test's world: a fresh database, the activities over it and
 // a Temporal activity environment to run them in.

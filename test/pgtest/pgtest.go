@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
 
 	"github.com/smq/smq/schema"
 	"github.com/smq/smq/store/postgres"
@@ -38,11 +39,18 @@ var (
 	counter   atomic.Int64
 )
 
-// Run runs the tests and stops the server this process started, if any:
+// Run runs the tests, stops the server this process started, if any, and
+// then, when the tests passed, fails the run if goroutines leaked (goleak):
 // call it from TestMain as os.Exit(pgtest.Run(m)).
-func Run(m *testing.M) int {
+func Run(m *testing.M, leakOpts ...goleak.Option) int {
 	code := m.Run()
 	Stop()
+	if code == 0 {
+		if err := goleak.Find(leakOpts...); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
 	return code
 }
 
