@@ -38,15 +38,12 @@ func signalContext() (context.Context, context.CancelFunc) {
 	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 }
 
-func serveCmd() *cobra.Command {
-	cmd := &cobra.Command{
-		Use:   "serve",
-		Short: "Run a node: the API, the buffer and its flush, and the Temporal worker of the scheduler and janitor",
-		Args:  cobra.NoArgs,
-	}
+// configured gives cmd every setting as a flag and runs fn with the
+// loaded, validated configuration.
+func configured(cmd *cobra.Command, fn func(*cobra.Command, Config) error) func(*cobra.Command, []string) error {
 	def := defaultConfig()
 	addFlags(cmd.Flags(), def)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
 		cfg, err := loadConfig(cmd.Flags(), def)
 		if err == nil {
 			err = cfg.validate()
@@ -54,10 +51,21 @@ func serveCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
+		return fn(cmd, cfg)
+	}
+}
+
+func serveCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "serve",
+		Short: "Run a node: the API, the buffer and its flush, and the Temporal worker of the scheduler and janitor",
+		Args:  cobra.NoArgs,
+	}
+	cmd.RunE = configured(cmd, func(cmd *cobra.Command, cfg Config) error {
 		ctx, stop := signalContext()
 		defer stop()
 		return runNode(ctx, cfg, cfg.logger(), nil)
-	}
+	})
 	return cmd
 }
 
@@ -67,23 +75,14 @@ func migrateCmd() *cobra.Command {
 		Short: "Apply the embedded database migrations (idempotent)",
 		Args:  cobra.NoArgs,
 	}
-	def := defaultConfig()
-	addFlags(cmd.Flags(), def)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		cfg, err := loadConfig(cmd.Flags(), def)
-		if err == nil {
-			err = cfg.validate()
-		}
-		if err != nil {
-			return err
-		}
+	cmd.RunE = configured(cmd, func(cmd *cobra.Command, cfg Config) error {
 		v, err := postgres.Migrate(cmd.Context(), cfg.DatabaseURL, "")
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(cmd.OutOrStdout(), "schema at version %d\n", v)
 		return nil
-	}
+	})
 	return cmd
 }
 
