@@ -55,3 +55,23 @@ docker:
 
 clean:
 	rm -rf bin .smq
+
+.PHONY: fuzz test-faults soak
+
+FUZZTIME ?= 10s
+
+## fuzz: each fuzz target for FUZZTIME (10s) from its committed seed corpus
+fuzz:
+	@for f in FuzzCreateMessage FuzzCreateMessages FuzzConsumerBodies FuzzSchedule FuzzDuration; do \
+		$(GO) test ./api -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) || exit 1; \
+	done
+	$(GO) test ./store/buffer -run '^$$' -fuzz '^FuzzDecodeRecord$$' -fuzztime $(FUZZTIME)
+
+## test-faults: the full fault suite: node kill -9, PostgreSQL restart and a 30 s outage, Temporal restart,
+## WAL disk full (needs root for a tmpfs), a vanished consumer, far schedules across restarts (about 6 min)
+test-faults: deps
+	SMQ_FAULTS=full $(GO) test ./test/faults -run . -count=1 -timeout 30m -v
+
+## soak: 10 minutes of steady load with random faults; writes test/faults/soak-results.md (not in CI)
+soak: deps
+	SMQ_SOAK=1 $(GO) test ./test/faults -run '^TestSoak$$' -count=1 -timeout 30m -v
