@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"os"
+	"os/exec"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -59,7 +60,8 @@ func (b *bench) postgresVersion() string {
 	return v
 }
 
-// moduleVersion is the version of a module this binary was built with.
+// moduleVersion is the version of a module this binary was built with
+// (test binaries carry no dependency list, so go.mod is asked).
 func moduleVersion(path string) string {
 	if info, ok := debug.ReadBuildInfo(); ok {
 		for _, d := range info.Deps {
@@ -68,5 +70,9 @@ func moduleVersion(path string) string {
 			}
 		}
 	}
-	return "(unknown version)"
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Version}}", path).Output()
+	if err != nil {
+		return "(unknown version)"
+	}
+	return strings.TrimSpace(string(out))
 }

@@ -488,12 +488,12 @@ func (r *report) w7(m *md) {
 			}
 			return fmt.Sprintf("%.3f", d.Seconds()/(float64(s.Received)/1000))
 		}
-		rows = append(rows, []string{sys, fmt.Sprint(s.Sent), fmt.Sprint(s.Received),
+		rows = append(rows, []string{sys, fmt.Sprintf("%d (%.0f/s)", s.Sent, float64(s.Sent)/s.Duration.Seconds()), fmt.Sprint(s.Received),
 			msOr(s.EndToEnd.P50, s.EndToEnd.P50ok, w7Drain), msOr(s.EndToEnd.P99, s.EndToEnd.P99ok, w7Drain), msOr(s.EndToEnd.Max, s.EndToEnd.Maxok, w7Drain),
 			ms(s.Create.P50), ms(s.Create.P99), per(s.CPUQueue), per(s.CPUPostgres), per(s.CPUQueue + s.CPUPostgres),
-			fmt.Sprintf("%d / %d", s.RSS>>20, s.RSSMax>>20)})
+			fmt.Sprintf("%d / %d", s.RSS>>20, s.RSSMax>>20), cores(s.CPU)[3]})
 	}
-	m.table([]string{"system", "sent", "received", "e2e p50 ms", "e2e p99 ms", "e2e max ms", "create p50 ms", "create p99 ms", "CPU s / 1000 (queue)", "CPU s / 1000 (PostgreSQL)", "CPU s / 1000 (total)", "RSS MiB (end / peak)"}, rows)
+	m.table([]string{"system", "sent (offered rate held)", "received", "e2e p50 ms", "e2e p99 ms", "e2e max ms", "create p50 ms", "create p99 ms", "CPU s / 1000 (queue)", "CPU s / 1000 (PostgreSQL)", "CPU s / 1000 (total)", "RSS MiB (end / peak)", "cores: other"}, rows)
 	for _, sys := range []string{sysSMQWAL, sysRiverTuned} {
 		if s, ok := res.steady[sys]; ok {
 			m.p("- %s: %s", sys, s.Settings)

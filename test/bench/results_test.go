@@ -140,6 +140,7 @@ type steadyResult struct {
 	CPUPostgres time.Duration
 	RSS, RSSMax int64
 	Settings    string
+	CPU         cpuSplit
 }
 
 type idleResult struct {

@@ -125,6 +125,7 @@ func (b *bench) w7Peers() {
 	stopRSS := make(chan struct{})
 	rssLast, rssPeak := sampleRSS(self, stopRSS)
 	cpu0, pg0 := procCPU(self), b.postgresCPU()
+	c0 := b.cpuNow()
 	sent, createLat, behind, err := pacedLoad(b.ctx, func(ctx context.Context, due time.Time) error {
 		_, err := rc.Insert(ctx, benchArgs{}, &river.InsertOpts{ScheduledAt: due})
 		return err
@@ -132,13 +133,14 @@ func (b *bench) w7Peers() {
 	b.must(err, "w7 river")
 	_ = waitFor(b.ctx, w7Drain, 20*time.Millisecond, func() (bool, error) { return rec.received.Load() >= int64(sent), nil })
 	cpu1, pg1 := procCPU(self), b.postgresCPU()
+	split := b.cpuSince(c0)
 	close(stopRSS)
 	stopWorkers()
 	rec.mu.Lock()
 	rec.late.missing = max(sent-len(rec.late.samples), 0)
 	r := steadyResult{Rate: w7Rate, Duration: w7Duration, Sent: sent, Received: int(rec.received.Load()),
 		EndToEnd: rec.late.summary(), Create: createLat.summary(), CPUQueue: cpu1 - cpu0, CPUPostgres: pg1 - pg0,
-		RSS: rssLast(), RSSMax: rssPeak(),
+		RSS: rssLast(), RSSMax: rssPeak(), CPU: split,
 		Settings: riverTuned.String() + fmt.Sprintf("; Insert from %d callers; %d sends behind pace; CPU and RSS are the bench process's (River and the load generator share it)", w7Producers, behind)}
 	rec.mu.Unlock()
 	b.setSteady(sysRiverTuned, r)
@@ -179,6 +181,7 @@ func (b *bench) w7SMQ(n *smqNode) {
 	stopRSS := make(chan struct{})
 	rssLast, rssPeak := sampleRSS(n.pid(), stopRSS)
 	cpu0, pg0 := procCPU(n.pid()), b.postgresCPU()
+	c0 := b.cpuNow()
 	go func() {
 		select {
 		case <-time.After(w7Duration / 2):
@@ -194,6 +197,7 @@ func (b *bench) w7SMQ(n *smqNode) {
 	}
 	_ = waitFor(b.ctx, w7Drain, 20*time.Millisecond, func() (bool, error) { return rec.received.Load() >= int64(sent), nil })
 	cpu1, pg1 := procCPU(n.pid()), b.postgresCPU()
+	split := b.cpuSince(c0)
 	close(stopRSS)
 	cancel()
 	pollers.Wait()
@@ -203,7 +207,7 @@ func (b *bench) w7SMQ(n *smqNode) {
 	rec.late.missing = max(sent-len(rec.late.samples), 0)
 	r := steadyResult{Rate: w7Rate, Duration: w7Duration, Sent: sent, Received: int(rec.received.Load()),
 		EndToEnd: rec.late.summary(), Create: createLat.summary(), CPUQueue: cpu1 - cpu0, CPUPostgres: pg1 - pg0,
-		RSS: rssLast(), RSSMax: rssPeak(),
+		RSS: rssLast(), RSSMax: rssPeak(), CPU: split,
 		Settings: fmt.Sprintf("single creates over HTTP from %d callers, each due %s after it is sent; %d long-polling consumers (max=%d, wait=%d s), acks by receipt in batches; %d sends behind pace",
 			w7Producers, w7Delay, w4SMQPollers, w4SMQPollMax, w4SMQPollWait, behind)}
 	rec.mu.Unlock()
