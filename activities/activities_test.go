@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -224,6 +225,40 @@ func TestScheduleWakesEarlyWhenAnEarlierMessageArrives(t *testing.T) {
 		require.Equal(t, int64(1), res.Promoted)
 		require.LessOrEqual(t, res.Passes, int64(6))
 		return p[0].lateness[0]
+	})
+}
+
+// TestScheduleKeepsUpWithAStream: messages falling due every millisecond
+// keep the scheduler passing back to back; it must not back off as if the
+// database's clock were behind (which once grew its pauses to 100 ms).
+func TestScheduleKeepsUpWithAStream(t *testing.T) {
+	bestOf(t, func(t *testing.T) time.Duration {
+		b := setup(t)
+		const n = 600
+		first := time.Now().Add(300 * time.Millisecond)
+		msgs := make([]*store.Message, n)
+		for i := range msgs {
+			msgs[i] = message(first.Add(time.Duration(i) * time.Millisecond))
+		}
+		b.insert(t, msgs...)
+
+		wait := start[activities.ScheduleResult](t, b.env, b.acts.Schedule, activities.ScheduleInput{Region: "eu", RunFor: time.Minute})
+		promoted := func() (count int, late []time.Duration) {
+			for _, p := range b.promotions() {
+				late = append(late, p.lateness...)
+			}
+			return len(late), late
+		}
+		require.Eventually(t, func() bool { c, _ := promoted(); return c == n }, 20*time.Second, time.Millisecond)
+		close(b.stop)
+		_, err := wait()
+		require.NoError(t, err)
+
+		_, late := promoted()
+		slices.Sort(late)
+		p99 := late[len(late)*99/100]
+		t.Logf("lateness over %d messages: p50 %v, p99 %v, max %v", n, late[n/2], p99, late[n-1])
+		return p99
 	})
 }
 

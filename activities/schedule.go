@@ -77,6 +77,7 @@ func (a *Activities) Schedule(ctx context.Context, in ScheduleInput) (ScheduleRe
 
 	spin := time.Duration(0)
 	for !r.over() {
+		before := res.Promoted
 		next, err := a.promote(ctx, region, limit, &res)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -100,7 +101,14 @@ func (a *Activities) Schedule(ctx context.Context, in ScheduleInput) (ScheduleRe
 		case next.After(now):
 			spin = 0
 			until = earliest(until, next)
+		case res.Promoted > before:
+			// More fell due while the pass ran (a steady stream of due
+			// messages): go again at once.
+			spin = 0
+			until = now
 		default:
+			// Due by this node's clock, yet the pass found nothing: the
+			// database's clock is behind. Back off rather than spin.
 			spin = min(max(2*spin, time.Millisecond), maxSpin)
 			until = now.Add(spin)
 		}
