@@ -50,7 +50,7 @@ func (p *producers) run(worker int) {
 		if i%2 == 0 {
 			m, err := create(ctx, c, p.channel, due, nil)
 			if err != nil {
-				p.failed.Add(1)
+				p.fail()
 				continue
 			}
 			p.ledger.AcceptCreated(m)
@@ -63,7 +63,7 @@ func (p *producers) run(worker int) {
 		}
 		rs, err := createBatch(ctx, c, p.channel, dues)
 		if err != nil {
-			p.failed.Add(1)
+			p.fail()
 			continue
 		}
 		p.ledger.AcceptBatch(rs)
@@ -71,6 +71,13 @@ func (p *producers) run(worker int) {
 			p.noteDue(due, r.MessageId.String())
 		}
 	}
+}
+
+// fail counts a create that got no 2xx and pauses a little, so that a
+// node that is down is not hammered in a busy loop.
+func (p *producers) fail() {
+	p.failed.Add(1)
+	<-time.After(5 * time.Millisecond)
 }
 
 func (p *producers) noteDue(due time.Time, id string) {

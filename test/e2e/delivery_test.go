@@ -90,4 +90,3 @@ func TestDeliveryOnTime(t *testing.T) {
 	}
 	ledger.Check(t, db)
 }
-

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"go.uber.org/goleak"
 
 	"github.com/smq/smq/schema"
 	"github.com/smq/smq/store/postgres"
@@ -101,12 +102,21 @@ func Database(t testing.TB) string {
 	return pgtest.URL(t)
 }
 
-// Main runs the tests and then stops what the test process shared (the
-// PostgreSQL server Database started, the SharedTemporal server): call it
-// from TestMain as os.Exit(harness.Main(m)).
-func Main(m *testing.M) int {
-	defer stopShared()
-	return pgtest.Run(m)
+// Main runs the tests, stops what the test process shared (the
+// SharedTemporal server, the PostgreSQL server Database started) and then,
+// when the tests passed, fails the run if goroutines leaked (goleak): call
+// it from TestMain as os.Exit(harness.Main(m)).
+func Main(m *testing.M, leakOpts ...goleak.Option) int {
+	code := m.Run()
+	stopShared()
+	pgtest.Stop()
+	if code == 0 {
+		if err := goleak.Find(leakOpts...); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			code = 1
+		}
+	}
+	return code
 }
 
 // Pool opens a connection pool to url, closed when t ends, for checks of
