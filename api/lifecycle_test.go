@@ -124,6 +124,7 @@ func TestLifecycle(t *testing.T) {
 	require.Equal(t, "orders", m.Channel)
 	require.Equal(t, 3, m.MaxAttempts)
 	require.False(t, m.Buffered)
+	require.Equal(t, "r1", m.Region, "a message names the region that owns it")
 	require.JSONEq(t, `{"order":42}`, string(m.Payload))
 
 	got := b.eventually(t, "orders")

@@ -107,6 +107,7 @@ type MessageOut struct {
 	OriginalChannel string          `json:"original_channel,omitempty" doc:"For a dead-lettered message, the channel it came from."`
 	LastError       string          `json:"last_error,omitempty" doc:"The last nack's reason, or the lease expiry."`
 	Buffered        bool            `json:"buffered,omitempty" doc:"true while the message is still in this node's buffer, not yet in the database."`
+	Region          string          `json:"region,omitempty" doc:"The region whose scheduler and janitor own the message: the region of the node that accepted it."`
 }
 
 type messageIDInput struct {
@@ -409,6 +410,7 @@ func messageOut(m *store.Message, buffered bool) MessageOut {
 		OriginalChannel: m.OriginalChannel,
 		LastError:       m.LastError,
 		Buffered:        buffered,
+		Region:          m.Region,
 	}
 	if out.Status == "" {
 		out.Status = string(store.StatusPending)

@@ -345,6 +345,9 @@ type MessageOut struct {
 	OriginalChannel *string     `json:"original_channel,omitempty"`
 	Payload         interface{} `json:"payload"`
 
+	// Region The region whose scheduler and janitor own the message: the region of the node that accepted it.
+	Region *string `json:"region,omitempty"`
+
 	// RetryCount attempts - 1, at least 0.
 	RetryCount  int64            `json:"retry_count"`
 	ScheduledAt time.Time        `json:"scheduled_at"`
