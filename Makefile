@@ -51,7 +51,7 @@ lint:
 
 ## docker: the container image (needs a Docker engine)
 docker:
-	docker build -f docker/Dockerfile -t smq:$(VERSION) .
+	docker build -f docker/Dockerfile --build-arg VERSION=$(VERSION) -t smq:$(VERSION) .
 
 clean:
 	rm -rf bin .smq
