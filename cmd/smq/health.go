@@ -12,6 +12,7 @@ import (
 	"github.com/smq/smq/api"
 	"github.com/smq/smq/store"
 	"github.com/smq/smq/store/buffer"
+	"github.com/smq/smq/store/postgres"
 	"github.com/smq/smq/worker"
 )
 
@@ -134,5 +135,39 @@ func registerNodeMetrics(reg prometheus.Registerer, buf store.Buffer, flusher *b
 		for _, d := range p.Lateness {
 			lateness.Observe(d.Seconds())
 		}
+	}
+}
+
+// queueDepth is a collector of smq_queue_depth{channel,status}. Counting
+// reads the whole messages table, so a scrape reuses a count up to 15 s old.
+type queueDepth struct {
+	db   *postgres.Store
+	desc *prometheus.Desc
+
+	mu     sync.Mutex // guards at and counts
+	at     time.Time
+	counts map[[2]string]int64
+}
+
+func newQueueDepth(db *postgres.Store) *queueDepth {
+	return &queueDepth{db: db, desc: prometheus.NewDesc("smq_queue_depth",
+		"Messages in the database by channel and status (counted at most every 15 s).", []string{"channel", "status"}, nil)}
+}
+
+func (q *queueDepth) Describe(ch chan<- *prometheus.Desc) { ch <- q.desc }
+
+func (q *queueDepth) Collect(ch chan<- prometheus.Metric) {
+	q.mu.Lock()
+	if time.Since(q.at) > 15*time.Second {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if counts, err := q.db.MessageCounts(ctx); err == nil {
+			q.counts, q.at = counts, time.Now()
+		}
+		cancel()
+	}
+	counts := q.counts
+	q.mu.Unlock()
+	for k, n := range counts {
+		ch <- prometheus.MustNewConstMetric(q.desc, prometheus.GaugeValue, float64(n), k[0], k[1])
 	}
 }

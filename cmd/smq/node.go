@@ -13,6 +13,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
 	"github.com/smq/smq/activities"
 	"github.com/smq/smq/api"
 	"github.com/smq/smq/store"
@@ -43,7 +46,14 @@ func runNode(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr 
 	}
 	log = log.With("node", nodeID, "region", cfg.Region)
 
-	db, err := postgres.Open(ctx, cfg.DatabaseURL, postgres.Options{Region: cfg.Region, Logger: log})
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	deadLettered := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "smq_messages_dead_lettered_total",
+		Help: "Messages moved to a dead-letter channel, by the channel they came from."}, []string{"channel"})
+	reg.MustRegister(deadLettered)
+
+	db, err := postgres.Open(ctx, cfg.DatabaseURL, postgres.Options{Region: cfg.Region, Logger: log,
+		OnDeadLetter: func(channel string) { deadLettered.WithLabelValues(channel).Inc() }})
 	if err != nil {
 		return err
 	}
@@ -91,10 +101,11 @@ func runNode(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr 
 
 	keys, _ := api.ParseKeys(cfg.APIKeys) // validated with the config
 	deps := api.Deps{Store: db, Buffer: buf, Notifier: db, Region: cfg.Region, NodeID: nodeID, Version: version,
-		Logger: log, Keys: keys, Backoff: backoff, MaxPayload: cfg.MaxPayload}
+		Logger: log, Keys: keys, Backoff: backoff, MaxPayload: cfg.MaxPayload, Registry: reg}
 	deps.Health = nodeHealth(db, buf, flusher, w)
 	deps = deps.WithDefaults()
-	acts.OnPromoted = registerNodeMetrics(deps.Registry, buf, flusher)
+	acts.OnPromoted = registerNodeMetrics(reg, buf, flusher)
+	reg.MustRegister(newQueueDepth(db))
 	handler := api.NewHandler(deps, api.Config{})
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -351,6 +352,9 @@ func (s *Store) retry(ctx context.Context, q querier, target string, args []any)
 		if store.Status(status) == store.StatusReady {
 			dead++
 			dlqChannels = append(dlqChannels, channel)
+			if s.opts.OnDeadLetter != nil {
+				s.opts.OnDeadLetter(strings.TrimSuffix(channel, store.DLQSuffix))
+			}
 		} else {
 			retried++
 		}
@@ -481,6 +485,25 @@ func (s *Store) MessageRegions(ctx context.Context) ([]string, error) {
 	}
 	regions, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	return regions, mapErr(err)
+}
+
+// MessageCounts counts messages by channel and status. It reads the whole
+// table, so callers cache it (the metrics scrape does, for 15 s).
+func (s *Store) MessageCounts(ctx context.Context) (map[[2]string]int64, error) {
+	rows, err := s.pool.Query(ctx, `SELECT channel, status, count(*) FROM messages GROUP BY channel, status`)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	counts := map[[2]string]int64{}
+	var (
+		channel, status string
+		n               int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&channel, &status, &n}, func() error {
+		counts[[2]string{channel, status}] = n
+		return nil
+	})
+	return counts, mapErr(err)
 }
 
 // ChannelList implements store.Store.

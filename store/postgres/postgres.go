@@ -46,6 +46,11 @@ type Options struct {
 	// Logger receives the store's own events (listener reconnects).
 	// Defaults to slog.Default().
 	Logger *slog.Logger
+	// OnDeadLetter, when set, is told of every message moved to a
+	// dead-letter channel (by a nack or by the janitor), with the channel
+	// it came from, so that metrics can count them. It must not block.
+	// Defaults to nil.
+	OnDeadLetter func(channel string)
 }
 
 func (o Options) withDefaults() Options {

@@ -402,6 +402,31 @@ func TestMessageRegions(t *testing.T) {
 	require.Equal(t, []string{"ap", "eu", "us"}, regions)
 }
 
+func TestMessageCountsAndDeadLetterHook(t *testing.T) {
+	url := pgtest.URL(t)
+	var dead []string
+	var mu sync.Mutex
+	s, err := postgres.Open(context.Background(), url, postgres.Options{Region: "eu", OnDeadLetter: func(ch string) {
+		mu.Lock()
+		dead = append(dead, ch)
+		mu.Unlock()
+	}})
+	require.NoError(t, err)
+	defer s.Close()
+	b := &bundle{ctx: context.Background(), store: s, url: url}
+	m := newMessage("jobs", time.Now())
+	m.MaxAttempts = 1
+	b.insert(t, m, newMessage("jobs", time.Now().Add(time.Hour)))
+	got := b.poll(t, "jobs", 10, time.Minute)
+	_, err = s.MessageNack(b.ctx, &store.MessageNackParams{Receipts: receipts(got)})
+	require.NoError(t, err)
+	require.Equal(t, []string{"jobs"}, dead)
+
+	counts, err := s.MessageCounts(b.ctx)
+	require.NoError(t, err)
+	require.Equal(t, map[[2]string]int64{{"jobs", "PENDING"}: 1, {"jobs.DLQ", "READY"}: 1}, counts)
+}
+
 func TestNodes(t *testing.T) {
 	b := setup(t)
 	require.NoError(t, b.store.NodeHeartbeat(b.ctx, &store.Node{ID: "n1", Region: "eu", Version: "v1"}))

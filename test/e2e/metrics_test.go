@@ -1,0 +1,55 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/smq/smq/test/harness"
+)
+
+// TestMetrics checks the node's Prometheus metrics an operator alerts on:
+// dead-lettered messages by channel, queue depth by channel and status, the
+// buffer's gauges and the HTTP request durations by operation.
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	node := harness.Node(t, harness.NodeOptions{DatabaseURL: harness.Database(t), Region: "metrics", NodeID: "metrics-1"})
+
+	body := `{"channel":"billing","payload":{"n":1},"max_attempts":1}`
+	resp, err := http.Post(node.URL()+"/v1/message?durability=committed", "application/json", strings.NewReader(body))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+
+	got, err := poll(ctx, node.Client(), "billing", pollOpts{max: 10, wait: 5})
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	nack, _ := json.Marshal(map[string]any{"receipts": []string{got[0].Receipt}, "reason": "card declined"})
+	resp, err = http.Post(node.URL()+"/v1/messages/nack", "application/json", bytes.NewReader(nack))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	resp, err = http.Get(node.URL() + "/metrics")
+	require.NoError(t, err)
+	text, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.NoError(t, err)
+	for _, want := range []string{
+		`smq_messages_dead_lettered_total{channel="billing"} 1`,
+		`smq_queue_depth{channel="billing.DLQ",status="READY"} 1`,
+		`smq_buffer_depth `,
+		`smq_flush_batch_size `,
+		`smq_scheduler_lateness_seconds_bucket`,
+		`smq_http_request_duration_seconds_count{code="201",operation="create-message"} 1`,
+	} {
+		require.Contains(t, string(text), want)
+	}
+}
