@@ -326,8 +326,35 @@ func (w *WAL) writer() {
 				break take
 			}
 		}
+		if err := w.checkSpace(n, size); err != nil {
+			for _, op := range group {
+				w.fail(op, err)
+			}
+			continue
+		}
 		w.write(group)
 	}
+}
+
+// spaceReserve is the free space the WAL leaves on its filesystem beyond
+// twice what a write adds. Badger writes its memtable log and value log
+// through mmap'd sparse files, so a write that finds the filesystem full
+// does not get ENOSPC: the process dies of SIGBUS. Refusing writes before
+// the disk fills turns a full disk into store.ErrStorageFull.
+const spaceReserve = 1 << 20
+
+// checkSpace fails a write of n entries and size payload bytes that would
+// leave the WAL's filesystem with less than spaceReserve free.
+func (w *WAL) checkSpace(n, size int) error {
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(w.cfg.Dir, &st); err != nil {
+		return nil // cannot tell: let the write try
+	}
+	free := int64(st.Bavail) * int64(st.Bsize)
+	if need := 2*int64(size+256*n) + spaceReserve; free < need {
+		return fmt.Errorf("wal write: %w: %d bytes free in %s, under the %d this write needs", store.ErrStorageFull, free, w.cfg.Dir, need)
+	}
+	return nil
 }
 
 // write makes group durable, in as few transactions as fit (normally one),
