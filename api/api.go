@@ -89,6 +89,10 @@ type Deps struct {
 	// other parts register theirs on it too. Defaults to a new registry with
 	// the Go and process collectors.
 	Registry *prometheus.Registry
+	// Draining, when closed, tells long polls that the node is stopping:
+	// they answer at once with what they have, so that a graceful stop does
+	// not wait out their full wait. Defaults to nil (never).
+	Draining <-chan struct{}
 	// Now is the clock for created_at, updated_at and scheduled times.
 	// Defaults to time.Now.
 	Now func() time.Time

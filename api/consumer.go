@@ -251,6 +251,8 @@ func (s *server) poll(ctx context.Context, in *pollInput) (*pollOutput, error) {
 		case <-recheck.C:
 		case <-deadline:
 			return out, nil
+		case <-s.d.Draining:
+			return out, nil
 		case <-ctx.Done():
 			return out, nil
 		}

@@ -118,6 +118,26 @@ func TestSchedule(t *testing.T) {
 
 // TestStoreErrors checks that the store's and buffer's errors reach the
 // client as the problems DESIGN.md names, promptly.
+func TestLongPollEndsWhenTheNodeDrains(t *testing.T) {
+	draining := make(chan struct{})
+	srv := start(t, api.Deps{Store: newFakeStore(), Notifier: newFakeNotifier(), Draining: draining}, api.Config{})
+	done := make(chan *response, 1)
+	go func() { done <- srv.do(t, keyAll, "GET", "/v1/channels/c/poll?wait=20", nil) }()
+	select {
+	case <-done:
+		t.Fatal("the long poll answered before the node drained")
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(draining)
+	select {
+	case r := <-done:
+		require.Equal(t, 200, r.Status)
+		require.JSONEq(t, `{"messages":[]}`, string(r.Body))
+	case <-time.After(5 * time.Second):
+		t.Fatal("the long poll did not end when the node began to drain")
+	}
+}
+
 func TestStoreErrors(t *testing.T) {
 	fs, fb := newFakeStore(), newFakeBuffer()
 	srv := start(t, api.Deps{Store: fs, Buffer: fb, Notifier: newFakeNotifier()}, api.Config{})

@@ -100,8 +100,9 @@ func runNode(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr 
 	}
 
 	keys, _ := api.ParseKeys(cfg.APIKeys) // validated with the config
+	draining := make(chan struct{})
 	deps := api.Deps{Store: db, Buffer: buf, Notifier: db, Region: cfg.Region, NodeID: nodeID, Version: version,
-		Logger: log, Keys: keys, Backoff: backoff, MaxPayload: cfg.MaxPayload, Registry: reg}
+		Logger: log, Keys: keys, Backoff: backoff, MaxPayload: cfg.MaxPayload, Registry: reg, Draining: draining}
 	deps.Health = nodeHealth(db, buf, flusher, w)
 	deps = deps.WithDefaults()
 	acts.OnPromoted = registerNodeMetrics(reg, buf, flusher)
@@ -135,6 +136,7 @@ func runNode(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr 
 	stopCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	var errs []error
+	close(draining)
 	if err := srv.Shutdown(stopCtx); err != nil {
 		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 	}
