@@ -67,7 +67,7 @@ func (s *Store) MessageInsertMany(ctx context.Context, p *store.MessageInsertMan
 		return res, nil
 	}
 	var (
-		ids       = make([]uuid.UUID, n)
+		ids       = make([][16]byte, n)
 		channels  = make([]string, n)
 		payloads  = make([][]byte, n)
 		scheduled = make([]time.Time, n)
@@ -183,7 +183,7 @@ func (s *Store) dedupLookup(ctx context.Context, msgs []*store.Message, inserted
 
 // MessageGet implements store.Store.
 func (s *Store) MessageGet(ctx context.Context, id uuid.UUID) (*store.Message, error) {
-	m, err := scanMessage(s.pool.QueryRow(ctx, `SELECT `+messageCols+` FROM messages m WHERE m.id = $1`, id))
+	m, err := scanMessage(s.pool.QueryRow(ctx, `SELECT `+messageCols+` FROM messages m WHERE m.id = $1`, [16]byte(id)))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, fmt.Errorf("message %s: %w", id, store.ErrNotFound)
 	}
@@ -192,7 +192,7 @@ func (s *Store) MessageGet(ctx context.Context, id uuid.UUID) (*store.Message, e
 
 // MessageDelete implements store.Store.
 func (s *Store) MessageDelete(ctx context.Context, id uuid.UUID) error {
-	tag, err := s.pool.Exec(ctx, `DELETE FROM messages WHERE id = $1`, id)
+	tag, err := s.pool.Exec(ctx, `DELETE FROM messages WHERE id = $1`, [16]byte(id))
 	if err != nil {
 		return mapErr(err)
 	}
@@ -211,7 +211,7 @@ func (s *Store) MessageUpdate(ctx context.Context, p *store.MessageUpdateParams)
 				WHEN $2 <= now() THEN 'READY' ELSE 'PENDING' END,
 			updated_at = now()
 		WHERE m.id = $1 AND m.status <> 'ACQUIRED'
-		RETURNING `+messageCols, p.ID, p.ScheduledAt, p.Payload))
+		RETURNING `+messageCols, [16]byte(p.ID), p.ScheduledAt, p.Payload))
 	if errors.Is(err, pgx.ErrNoRows) {
 		if _, getErr := s.MessageGet(ctx, p.ID); getErr != nil {
 			return nil, getErr
@@ -263,7 +263,7 @@ func (s *Store) pollRegion(ctx context.Context, p *store.MessagePollParams, regi
 }
 
 // receiptArrays splits receipts into id and token arrays, dropping repeats.
-func receiptArrays(rs []store.Receipt) (ids, tokens []uuid.UUID) {
+func receiptArrays(rs []store.Receipt) (ids, tokens [][16]byte) {
 	seen := make(map[store.Receipt]bool, len(rs))
 	for _, r := range rs {
 		if !seen[r] {
@@ -272,6 +272,18 @@ func receiptArrays(rs []store.Receipt) (ids, tokens []uuid.UUID) {
 		}
 	}
 	return ids, tokens
+}
+
+// rawUUIDs hands ids to pgx as [16]byte, which it encodes directly; a
+// uuid.UUID goes through a failed encode attempt (an error built with fmt)
+// before the driver.Valuer fallback, which profiles of acks showed costing a
+// fifth of the node's CPU.
+func rawUUIDs(ids []uuid.UUID) [][16]byte {
+	out := make([][16]byte, len(ids))
+	for i, id := range ids {
+		out[i] = id
+	}
+	return out
 }
 
 // strict runs fn in a transaction that commits only when fn touched want
@@ -302,7 +314,7 @@ func (s *Store) MessageAck(ctx context.Context, p *store.MessageAckParams) (int,
 			return int(tag.RowsAffected()), err
 		})
 	}
-	tag, err := s.pool.Exec(ctx, `DELETE FROM messages WHERE id = ANY($1) AND status = 'ACQUIRED'`, p.IDs)
+	tag, err := s.pool.Exec(ctx, `DELETE FROM messages WHERE id = ANY($1) AND status = 'ACQUIRED'`, rawUUIDs(p.IDs))
 	return int(tag.RowsAffected()), mapErr(err)
 }
 
@@ -387,7 +399,7 @@ func (s *Store) MessageNack(ctx context.Context, p *store.MessageNackParams) (in
 		})
 	}
 	retried, dead, err := s.retry(ctx, s.pool, `SELECT id FROM messages
-		WHERE id = ANY($6) AND status = 'ACQUIRED' FOR UPDATE`, append(args, p.IDs))
+		WHERE id = ANY($6) AND status = 'ACQUIRED' FOR UPDATE`, append(args, rawUUIDs(p.IDs)))
 	return retried + dead, err
 }
 
