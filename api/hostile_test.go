@@ -49,6 +49,11 @@ type hostileBundle struct {
 
 func setupHostile(t *testing.T) *hostileBundle {
 	t.Helper()
+	return setupHostileWith(t, hostileConfig)
+}
+
+func setupHostileWith(t *testing.T, cfg api.Config) *hostileBundle {
+	t.Helper()
 	st, err := postgres.Open(context.Background(), pgtest.URL(t), postgres.Options{Region: "r1", Logger: slog.New(slog.DiscardHandler)})
 	require.NoError(t, err)
 	t.Cleanup(st.Close)
@@ -57,7 +62,7 @@ func setupHostile(t *testing.T) *hostileBundle {
 		Logger: slog.New(slog.NewJSONHandler(logs, nil))}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	srv := api.NewServer(ln.Addr().String(), api.NewHandler(d, hostileConfig), hostileConfig)
+	srv := api.NewServer(ln.Addr().String(), api.NewHandler(d, cfg), cfg)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -498,4 +503,18 @@ func (c *rawConn) status() int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
+}
+
+// TestWriteTimeout checks that the server bounds a response's time: a long
+// poll that outlives WriteTimeout is cut off (in production WriteTimeout
+// exceeds the longest poll; here it is shorter to see it act).
+func TestWriteTimeout(t *testing.T) {
+	cfg := hostileConfig
+	cfg.WriteTimeout = time.Second
+	b := setupHostileWith(t, cfg)
+	start := time.Now()
+	_, err := b.send(t.Context(), keyAll, "GET", "/v1/channels/c/poll?wait=3", nil)
+	require.Error(t, err, "the answer came after WriteTimeout")
+	require.Less(t, time.Since(start), 5*time.Second)
+	t.Logf("a response due after WriteTimeout %s was cut off after %s: %v", cfg.WriteTimeout, time.Since(start).Round(time.Millisecond), err)
 }
