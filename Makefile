@@ -30,9 +30,11 @@ build:
 dev: deps build
 	./$(BIN) dev
 
-## test: vet and every test with -race, against a throwaway PostgreSQL
+## test: vet and every test with -race, against a throwaway PostgreSQL (the fault suite in its
+## short form among them), then each fuzz target for 5 s from its committed corpus
 test: deps
 	./test/run-tests.sh
+	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 
 ## bench: SMQ vs River vs a hand-written SKIP LOCKED queue on one throwaway PostgreSQL (about 20 min);
 ## writes test/bench/results.md and results.svg. SMQ_BENCH_STEPS=<regexp> runs only the matching steps.
