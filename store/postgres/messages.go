@@ -243,6 +243,10 @@ func (s *Store) MessagePoll(ctx context.Context, p *store.MessagePollParams) ([]
 	return msgs, nil
 }
 
+// pollRegion leases up to limit READY messages of a region. acquired_at is
+// clock_timestamp(), not now(): now() is when the statement's transaction
+// began, which on a busy server can be milliseconds before the snapshot that
+// saw the row READY, and so before the message's scheduled_at.
 func (s *Store) pollRegion(ctx context.Context, p *store.MessagePollParams, region, op string, limit int) ([]*store.Message, error) {
 	msgs, err := collectMessages(s.pool.Query(ctx, `WITH c AS (
 			SELECT id FROM messages
@@ -251,8 +255,8 @@ func (s *Store) pollRegion(ctx context.Context, p *store.MessagePollParams, regi
 			LIMIT $3
 			FOR UPDATE SKIP LOCKED
 		)
-		UPDATE messages m SET status = 'ACQUIRED', lease_token = gen_random_uuid(), acquired_at = now(),
-			leased_until = now() + $4::interval, attempts = m.attempts + 1, updated_at = now()
+		UPDATE messages m SET status = 'ACQUIRED', lease_token = gen_random_uuid(), acquired_at = clock_timestamp(),
+			leased_until = clock_timestamp() + $4::interval, attempts = m.attempts + 1, updated_at = now()
 		FROM c WHERE m.id = c.id
 		RETURNING `+messageCols, p.Channel, region, limit, p.Visibility))
 	if err != nil {
