@@ -29,7 +29,8 @@ type Status struct {
 	// node of the region at a time, maybe another one.
 	Loops map[string]activities.LoopStatus
 	// FlushFallback is true while the node flushes its buffer in-process
-	// because Temporal is unreachable; FlushFallbackSince says since when.
+	// because the flush activity does not run here (Temporal unreachable,
+	// or the activity not arrived yet); FlushFallbackSince says since when.
 	FlushFallback      bool
 	FlushFallbackSince time.Time
 	// NodeHeartbeat is when the node's heartbeat last reached the database;

@@ -269,8 +269,8 @@ func (w *Worker) heartbeatLoop(ctx context.Context) {
 
 // temporalLoop checks on Temporal every HealthInterval: it starts the
 // workers and the workflows once Temporal answers, starts the workflows
-// again every EnsureInterval, and flushes the buffer in-process while
-// Temporal does not answer.
+// again every EnsureInterval, and flushes the buffer in-process while the
+// flush activity does not run here.
 func (w *Worker) temporalLoop(ctx context.Context) {
 	defer w.stopFallback()
 	t := time.NewTicker(w.cfg.HealthInterval)
@@ -281,14 +281,19 @@ func (w *Worker) temporalLoop(ctx context.Context) {
 			return
 		}
 		if err == nil {
-			w.stopFallback()
 			err = w.startWorkers()
 			if err == nil {
 				w.ensureWorkflows(ctx)
 			}
 		}
-		if err != nil {
+		// The flush workflow's activity may be minutes away even with
+		// Temporal up: after a kill -9 the dead attempt holds it until its
+		// heartbeat times out. Until the activity runs here, the node
+		// flushes its own buffer, which only it can read.
+		if err != nil || !w.cfg.Activities.Status()[activities.LoopFlush].Running {
 			w.startFallback(ctx)
+		} else {
+			w.stopFallback()
 		}
 		select {
 		case <-ctx.Done():
@@ -407,9 +412,9 @@ func (w *Worker) startWorkflows(ctx context.Context) error {
 	)
 }
 
-// startFallback flushes the buffer in-process while Temporal is
-// unreachable and the flush activity does not run here: only this node can
-// read its buffer, so nobody else would.
+// startFallback flushes the buffer in-process while the flush activity does
+// not run here (Temporal is unreachable, or the activity has not reached
+// this node yet): only this node can read its buffer, so nobody else would.
 func (w *Worker) startFallback(ctx context.Context) {
 	f := w.cfg.Activities.Flusher
 	if f == nil || w.cfg.DisableFlushFallback {
@@ -426,7 +431,7 @@ func (w *Worker) startFallback(ctx context.Context) {
 	fctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	w.fallbackCancel, w.fallbackDone, w.fallbackSince = cancel, done, time.Now()
-	w.log.Warn("temporal unreachable: flushing the buffer in-process")
+	w.log.Info("flush activity not running here: flushing the buffer in-process")
 	go func() {
 		defer close(done)
 		// Runs are serialized by the flusher: should the flush activity
@@ -448,7 +453,7 @@ func (w *Worker) stopFallback() {
 	}
 	cancel()
 	<-done
-	w.log.Info("temporal reachable: in-process flush handed back to the flush workflow")
+	w.log.Info("in-process flush handed back to the flush workflow")
 }
 
 // minLevel drops records below a level.

@@ -184,10 +184,12 @@ func TestWorkerRunsTheLoopsAndStopsGracefully(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return n.running(activities.LoopScheduler) && n.running(activities.LoopJanitor) && n.running(activities.LoopFlush)
 	}, 30*time.Second, 10*time.Millisecond)
+	// The node flushed in-process until the flush activity reached it, and
+	// hands over at its next check.
+	require.Eventually(t, func() bool { return !n.w.Status().FlushFallback }, 10*time.Second, 10*time.Millisecond)
 	st := n.w.Status()
 	require.True(t, st.TemporalReachable)
 	require.True(t, st.WorkersStarted)
-	require.False(t, st.FlushFallback)
 	h, reason := st.Health(time.Now())
 	require.Equal(t, Healthy, h, reason)
 
