@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -167,6 +168,21 @@ func resume(ctx context.Context, details any) {
 	if activity.IsActivity(ctx) && activity.HasHeartbeatDetails(ctx) {
 		_ = activity.GetHeartbeatDetails(ctx, details)
 	}
+}
+
+// regionOf returns the region a region loop (op) serves: the input's, or
+// this node's; it must be this node's, and the loop needs the store.
+func (a *Activities) regionOf(op, input string) (string, error) {
+	region := cmp.Or(input, a.Region)
+	switch {
+	case region == "":
+		return "", invalidInput(op + ": region is required")
+	case a.Store == nil:
+		return "", notConfigured(op + ": no store")
+	case a.Region != "" && region != a.Region:
+		return "", wrongNode(fmt.Sprintf("%s: region %q reached a node of region %q", op, region, a.Region))
+	}
+	return region, nil
 }
 
 func invalidInput(msg string) error {

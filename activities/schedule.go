@@ -47,14 +47,9 @@ const maxSpin = 100 * time.Millisecond
 // and waited out; only a database failing for GiveUpAfter fails the run.
 func (a *Activities) Schedule(ctx context.Context, in ScheduleInput) (ScheduleResult, error) {
 	cfg := a.Config.WithDefaults()
-	region := cmp.Or(in.Region, a.Region)
-	switch {
-	case region == "":
-		return ScheduleResult{}, invalidInput("schedule: region is required")
-	case a.Store == nil:
-		return ScheduleResult{}, notConfigured("schedule: no store")
-	case a.Region != "" && region != a.Region:
-		return ScheduleResult{}, wrongNode(fmt.Sprintf("schedule: region %q reached a node of region %q", region, a.Region))
+	region, err := a.regionOf("schedule", in.Region)
+	if err != nil {
+		return ScheduleResult{}, err
 	}
 	limit := cmp.Or(in.Limit, cfg.PromoteLimit)
 	maxIdle := cmp.Or(in.MaxIdle, cfg.MaxIdle)

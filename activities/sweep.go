@@ -54,14 +54,9 @@ type SweepResult struct {
 // database failing for GiveUpAfter fails the run.
 func (a *Activities) Sweep(ctx context.Context, in SweepInput) (SweepResult, error) {
 	cfg := a.Config.WithDefaults()
-	region := cmp.Or(in.Region, a.Region)
-	switch {
-	case region == "":
-		return SweepResult{}, invalidInput("sweep: region is required")
-	case a.Store == nil:
-		return SweepResult{}, notConfigured("sweep: no store")
-	case a.Region != "" && region != a.Region:
-		return SweepResult{}, wrongNode(fmt.Sprintf("sweep: region %q reached a node of region %q", region, a.Region))
+	region, err := a.regionOf("sweep", in.Region)
+	if err != nil {
+		return SweepResult{}, err
 	}
 	interval := cmp.Or(in.Interval, cfg.SweepInterval)
 	limit := cmp.Or(in.Limit, cfg.RecoverLimit)
