@@ -197,7 +197,7 @@ func TestWALErrorDiskFull(t *testing.T) {
 // append it acknowledged survives.
 func TestWALCrash(t *testing.T) {
 	if testing.Short() {
-		t.Skip("starts a child process")
+		t.Skip("skipped under -short: it starts a child process and kills it")
 	}
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
