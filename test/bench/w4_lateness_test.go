@@ -194,34 +194,7 @@ func (b *bench) smqLateness(n *smqNode, channel string, plan latenessPlan, profi
 	ctx, cancel := context.WithCancel(b.ctx)
 	defer cancel()
 
-	acks := make(chan []string, 1024)
-	var ackers sync.WaitGroup
-	for range 2 {
-		ackers.Go(func() {
-			for receipts := range acks {
-				_ = n.client.ack(b.ctx, receipts)
-			}
-		})
-	}
-	var pollers sync.WaitGroup
-	for range w4SMQPollers {
-		pollers.Go(func() {
-			for ctx.Err() == nil {
-				msgs, err := n.client.poll(ctx, channel, w4SMQPollMax, w4SMQPollWait)
-				now := time.Now()
-				if err != nil || len(msgs) == 0 {
-					continue
-				}
-				ats := make([]time.Time, len(msgs))
-				receipts := make([]string, len(msgs))
-				for i, m := range msgs {
-					ats[i], receipts[i] = m.ScheduledAt, m.Receipt
-				}
-				rec.record(now, ats...)
-				acks <- receipts
-			}
-		})
-	}
+	waitConsumers := b.smqConsumers(ctx, n, channel, rec.record)
 
 	les, histBefore, histErr := n.histogram("smq_scheduler_lateness_seconds")
 	start := time.Now()
@@ -267,9 +240,7 @@ func (b *bench) smqLateness(n *smqNode, channel string, plan latenessPlan, profi
 	rec.wait(b.ctx, w4Bound)
 	cpu := b.cpuSince(c0)
 	cancel()
-	pollers.Wait()
-	close(acks)
-	ackers.Wait()
+	waitConsumers()
 	<-readyDone
 	if waitProfile != nil {
 		waitProfile()
@@ -347,5 +318,44 @@ func (b *bench) setLateness(system string, r latenessResult) {
 		b.t.Logf("w4 %s %s: p50 %s p99 %s max %s ms, not received %d; all pollable %s, all received %s ms after the first due time; cores %s",
 			system, run.name, msOr(l.P50, l.P50ok, r.Bound), msOr(l.P99, l.P99ok, r.Bound), msOr(l.Max, l.Maxok, r.Bound), l.Missing,
 			msOr(run.r.Ready, run.r.ReadyOK, r.Bound), msOr(run.r.AllReceived, run.r.AllReceivedOK, r.Bound), run.r.CPU)
+	}
+}
+
+// smqConsumers long-polls channel from w4SMQPollers goroutines until ctx
+// ends, hands each batch's receive time and scheduled times to record, and
+// acks the batches from two more goroutines. The returned func waits for
+// the pollers to stop (cancel ctx first) and for the last acks.
+func (b *bench) smqConsumers(ctx context.Context, n *smqNode, channel string, record func(time.Time, ...time.Time)) (wait func()) {
+	acks := make(chan []string, 1024)
+	var ackers, pollers sync.WaitGroup
+	for range 2 {
+		ackers.Go(func() {
+			for receipts := range acks {
+				_ = n.client.ack(b.ctx, receipts)
+			}
+		})
+	}
+	for range w4SMQPollers {
+		pollers.Go(func() {
+			for ctx.Err() == nil {
+				msgs, err := n.client.poll(ctx, channel, w4SMQPollMax, w4SMQPollWait)
+				now := time.Now()
+				if err != nil || len(msgs) == 0 {
+					continue
+				}
+				ats := make([]time.Time, len(msgs))
+				receipts := make([]string, len(msgs))
+				for i, m := range msgs {
+					ats[i], receipts[i] = m.ScheduledAt, m.Receipt
+				}
+				record(now, ats...)
+				acks <- receipts
+			}
+		})
+	}
+	return func() {
+		pollers.Wait()
+		close(acks)
+		ackers.Wait()
 	}
 }

@@ -151,33 +151,7 @@ func (b *bench) w7SMQ(n *smqNode) {
 	const channel = "w7"
 	rec := &steadyRecorder{}
 	ctx, cancel := context.WithCancel(b.ctx)
-	acks := make(chan []string, 1024)
-	var ackers, pollers sync.WaitGroup
-	for range 2 {
-		ackers.Go(func() {
-			for receipts := range acks {
-				_ = n.client.ack(b.ctx, receipts)
-			}
-		})
-	}
-	for range w4SMQPollers {
-		pollers.Go(func() {
-			for ctx.Err() == nil {
-				msgs, err := n.client.poll(ctx, channel, w4SMQPollMax, w4SMQPollWait)
-				now := time.Now()
-				if err != nil || len(msgs) == 0 {
-					continue
-				}
-				ats := make([]time.Time, len(msgs))
-				receipts := make([]string, len(msgs))
-				for i, m := range msgs {
-					ats[i], receipts[i] = m.ScheduledAt, m.Receipt
-				}
-				rec.record(now, ats...)
-				acks <- receipts
-			}
-		})
-	}
+	waitConsumers := b.smqConsumers(ctx, n, channel, rec.record)
 	stopRSS := make(chan struct{})
 	rssLast, rssPeak := sampleRSS(n.pid(), stopRSS)
 	cpu0, pg0 := procCPU(n.pid()), b.postgresCPU()
@@ -200,9 +174,7 @@ func (b *bench) w7SMQ(n *smqNode) {
 	split := b.cpuSince(c0)
 	close(stopRSS)
 	cancel()
-	pollers.Wait()
-	close(acks)
-	ackers.Wait()
+	waitConsumers()
 	rec.mu.Lock()
 	rec.late.missing = max(sent-len(rec.late.samples), 0)
 	r := steadyResult{Rate: w7Rate, Duration: w7Duration, Sent: sent, Received: int(rec.received.Load()),
