@@ -331,12 +331,12 @@ func (s *server) ack(ctx context.Context, in *ackInput) (*countOutput, error) {
 	}
 	sctx, cancel := s.storeCtx(ctx)
 	defer cancel()
-	n, err := s.d.Store.MessageAck(sctx, &store.MessageAckParams{IDs: ids, Receipts: receipts})
+	counts, err := s.d.Store.MessageAck(sctx, &store.MessageAckParams{IDs: ids, Receipts: receipts})
 	if err != nil {
 		return nil, s.storeErr(ctx, err, "messages")
 	}
-	s.metrics.acked.Add(float64(n))
-	return counted(n), nil
+	count(s.metrics.acked, counts)
+	return counted(counts.Total()), nil
 }
 
 func (s *server) nack(ctx context.Context, in *nackInput) (*countOutput, error) {
@@ -357,12 +357,12 @@ func (s *server) nack(ctx context.Context, in *nackInput) (*countOutput, error) 
 	}
 	sctx, cancel := s.storeCtx(ctx)
 	defer cancel()
-	n, err := s.d.Store.MessageNack(sctx, p)
+	counts, err := s.d.Store.MessageNack(sctx, p)
 	if err != nil {
 		return nil, s.storeErr(ctx, err, "messages")
 	}
-	s.metrics.nacked.Add(float64(n))
-	return counted(n), nil
+	count(s.metrics.nacked, counts)
+	return counted(counts.Total()), nil
 }
 
 func (s *server) extend(ctx context.Context, in *extendInput) (*countOutput, error) {

@@ -137,26 +137,26 @@ func (f *fakeStore) MessagePoll(_ context.Context, p *store.MessagePollParams) (
 	return nil, nil
 }
 
-func (f *fakeStore) MessageAck(_ context.Context, p *store.MessageAckParams) (int, error) {
+func (f *fakeStore) MessageAck(_ context.Context, p *store.MessageAckParams) (store.Counts, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.writes++
 	if f.err != nil {
-		return 0, f.err
+		return nil, f.err
 	}
-	return 0, nil
+	return store.Counts{}, nil
 }
 
-func (f *fakeStore) MessageNack(_ context.Context, p *store.MessageNackParams) (int, error) {
+func (f *fakeStore) MessageNack(_ context.Context, p *store.MessageNackParams) (store.Counts, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.writes++
 	c := *p
 	f.lastNack = &c
 	if f.err != nil {
-		return 0, f.err
+		return nil, f.err
 	}
-	return 0, nil
+	return store.Counts{}, nil
 }
 
 func (f *fakeStore) MessageExtend(_ context.Context, p *store.MessageExtendParams) (int, error) {

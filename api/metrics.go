@@ -7,6 +7,8 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/smq/smq/store"
 )
 
 // metrics are the API's Prometheus collectors.
@@ -14,8 +16,8 @@ type metrics struct {
 	created   *prometheus.CounterVec
 	polls     *prometheus.CounterVec
 	delivered *prometheus.CounterVec
-	acked     prometheus.Counter
-	nacked    prometheus.Counter
+	acked     *prometheus.CounterVec
+	nacked    *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
 }
 
@@ -33,19 +35,26 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "smq_messages_polled_total",
 			Help: "Messages leased to consumers by polls, by channel.",
 		}, []string{"channel"})),
-		acked: registerCollector(reg, prometheus.NewCounter(prometheus.CounterOpts{
+		acked: registerCollector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "smq_messages_acked_total",
-			Help: "Messages acked.",
-		})),
-		nacked: registerCollector(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Help: "Messages acked, by channel.",
+		}, []string{"channel"})),
+		nacked: registerCollector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "smq_messages_nacked_total",
-			Help: "Messages nacked (retried or dead-lettered).",
-		})),
+			Help: "Messages nacked (retried or dead-lettered), by the channel they were polled from.",
+		}, []string{"channel"})),
 		duration: registerCollector(reg, prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "smq_http_request_duration_seconds",
 			Help:    "HTTP request durations, by operation id and status code.",
 			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 20},
 		}, []string{"operation", "code"})),
+	}
+}
+
+// count adds counts to c, by channel.
+func count(c *prometheus.CounterVec, counts store.Counts) {
+	for channel, n := range counts {
+		c.WithLabelValues(channel).Add(float64(n))
 	}
 }
 

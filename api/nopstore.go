@@ -28,11 +28,11 @@ func (nopStore) MessageUpdate(context.Context, *store.MessageUpdateParams) (*sto
 func (nopStore) MessagePoll(context.Context, *store.MessagePollParams) ([]*store.Message, error) {
 	return nil, store.ErrUnavailable
 }
-func (nopStore) MessageAck(context.Context, *store.MessageAckParams) (int, error) {
-	return 0, store.ErrUnavailable
+func (nopStore) MessageAck(context.Context, *store.MessageAckParams) (store.Counts, error) {
+	return nil, store.ErrUnavailable
 }
-func (nopStore) MessageNack(context.Context, *store.MessageNackParams) (int, error) {
-	return 0, store.ErrUnavailable
+func (nopStore) MessageNack(context.Context, *store.MessageNackParams) (store.Counts, error) {
+	return nil, store.ErrUnavailable
 }
 func (nopStore) MessageExtend(context.Context, *store.MessageExtendParams) (int, error) {
 	return 0, store.ErrUnavailable

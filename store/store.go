@@ -223,6 +223,20 @@ type MessageAckParams struct {
 	Receipts []Receipt
 }
 
+// Counts is how many messages an ack or a nack changed, by the channel
+// they were polled from (a dead-lettered message counts under its original
+// channel).
+type Counts map[string]int
+
+// Total is the sum over every channel.
+func (c Counts) Total() int {
+	n := 0
+	for _, v := range c {
+		n += v
+	}
+	return n
+}
+
 // MessageNackParams returns leased messages for a retry.
 type MessageNackParams struct {
 	IDs      []uuid.UUID
@@ -306,10 +320,10 @@ type Store interface {
 	// MessageAck deletes acquired messages. With receipts it is all or
 	// nothing: if any receipt is stale it returns ErrStaleLease and changes
 	// nothing. With ids it acks those currently acquired and counts them.
-	MessageAck(ctx context.Context, p *MessageAckParams) (int, error)
+	MessageAck(ctx context.Context, p *MessageAckParams) (Counts, error)
 	// MessageNack puts acquired messages back for a retry (or into the
 	// dead-letter channel), with the same rules as MessageAck.
-	MessageNack(ctx context.Context, p *MessageNackParams) (int, error)
+	MessageNack(ctx context.Context, p *MessageNackParams) (Counts, error)
 	// MessageExtend extends current leases; ErrStaleLease if any is not.
 	MessageExtend(ctx context.Context, p *MessageExtendParams) (int, error)
 	// MessagePromote makes up to Limit due PENDING messages of a region

@@ -309,17 +309,40 @@ func (s *Store) strict(ctx context.Context, want int, fn func(tx pgx.Tx) (int, e
 }
 
 // MessageAck implements store.Store.
-func (s *Store) MessageAck(ctx context.Context, p *store.MessageAckParams) (int, error) {
+func (s *Store) MessageAck(ctx context.Context, p *store.MessageAckParams) (store.Counts, error) {
 	if len(p.Receipts) > 0 {
 		ids, tokens := receiptArrays(p.Receipts)
-		return s.strict(ctx, len(ids), func(tx pgx.Tx) (int, error) {
-			tag, err := tx.Exec(ctx, `DELETE FROM messages m USING unnest($1::uuid[], $2::uuid[]) AS r(id, token)
-				WHERE m.id = r.id AND m.lease_token = r.token AND m.status = 'ACQUIRED'`, ids, tokens)
-			return int(tag.RowsAffected()), err
+		counts := store.Counts{}
+		_, err := s.strict(ctx, len(ids), func(tx pgx.Tx) (int, error) {
+			err := countChannels(ctx, tx, counts, `DELETE FROM messages m USING unnest($1::uuid[], $2::uuid[]) AS r(id, token)
+				WHERE m.id = r.id AND m.lease_token = r.token AND m.status = 'ACQUIRED'
+				RETURNING m.channel`, ids, tokens)
+			return counts.Total(), err
 		})
+		if err != nil {
+			return nil, err
+		}
+		return counts, nil
 	}
-	tag, err := s.pool.Exec(ctx, `DELETE FROM messages WHERE id = ANY($1) AND status = 'ACQUIRED'`, rawUUIDs(p.IDs))
-	return int(tag.RowsAffected()), mapErr(err)
+	counts := store.Counts{}
+	err := countChannels(ctx, s.pool, counts, `DELETE FROM messages WHERE id = ANY($1) AND status = 'ACQUIRED'
+		RETURNING channel`, rawUUIDs(p.IDs))
+	return counts, mapErr(err)
+}
+
+// countChannels runs sql, which returns one channel per row, and counts
+// the rows by channel into counts.
+func countChannels(ctx context.Context, q querier, counts store.Counts, sql string, args ...any) error {
+	rows, err := q.Query(ctx, sql, args...)
+	if err != nil {
+		return err
+	}
+	var channel string
+	_, err = pgx.ForEachRow(rows, []any{&channel}, func() error {
+		counts[channel]++
+		return nil
+	})
+	return err
 }
 
 // retrySQL puts the rows chosen by the CTE "target" (defined by the caller
@@ -352,59 +375,68 @@ func retryArgs(delay *time.Duration, reason string, b store.Backoff) []any {
 	return []any{delay, b.Base.Seconds(), b.Factor, b.Cap.Seconds(), reason}
 }
 
-// retry runs retrySQL and returns what it did, waking the channels and
-// regions it touched.
-func (s *Store) retry(ctx context.Context, q querier, target string, args []any) (retried, dead int, err error) {
+// retry runs retrySQL and counts what it did by the channel each message
+// was polled from, dead-lettered messages included and also counted in
+// dead, waking the channels and regions it touched.
+func (s *Store) retry(ctx context.Context, q querier, target string, args []any) (counts store.Counts, dead int, err error) {
 	rows, err := q.Query(ctx, `WITH target AS (`+target+`)`+retrySQL, args...)
 	if err != nil {
-		return 0, 0, mapErr(err)
+		return nil, 0, mapErr(err)
 	}
 	var (
 		channel, status, region string
 		wake                    []string
 		dlqChannels             []string
 	)
+	counts = store.Counts{}
 	_, err = pgx.ForEachRow(rows, []any{&channel, &status, &region}, func() error {
 		if store.Status(status) == store.StatusReady {
 			dead++
 			dlqChannels = append(dlqChannels, channel)
+			original := strings.TrimSuffix(channel, store.DLQSuffix)
+			counts[original]++
 			if s.opts.OnDeadLetter != nil {
-				s.opts.OnDeadLetter(strings.TrimSuffix(channel, store.DLQSuffix))
+				s.opts.OnDeadLetter(original)
 			}
 		} else {
-			retried++
+			counts[channel]++
 		}
 		wake = append(wake, wakeTopic(store.Status(status), channel, region))
 		return nil
 	})
 	if err != nil {
-		return 0, 0, mapErr(err)
+		return nil, 0, mapErr(err)
 	}
 	if len(dlqChannels) > 0 {
 		slices.Sort(dlqChannels)
 		if _, err := q.Exec(ctx, `INSERT INTO channels (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, slices.Compact(dlqChannels)); err != nil {
-			return 0, 0, mapErr(err)
+			return nil, 0, mapErr(err)
 		}
 	}
 	s.notify(ctx, wake)
-	return retried, dead, nil
+	return counts, dead, nil
 }
 
 // MessageNack implements store.Store.
-func (s *Store) MessageNack(ctx context.Context, p *store.MessageNackParams) (int, error) {
+func (s *Store) MessageNack(ctx context.Context, p *store.MessageNackParams) (store.Counts, error) {
 	args := retryArgs(p.Delay, p.Reason, p.Backoff)
 	if len(p.Receipts) > 0 {
 		ids, tokens := receiptArrays(p.Receipts)
-		return s.strict(ctx, len(ids), func(tx pgx.Tx) (int, error) {
-			retried, dead, err := s.retry(ctx, tx, `SELECT m.id FROM messages m
+		var counts store.Counts
+		_, err := s.strict(ctx, len(ids), func(tx pgx.Tx) (n int, err error) {
+			counts, _, err = s.retry(ctx, tx, `SELECT m.id FROM messages m
 				JOIN unnest($6::uuid[], $7::uuid[]) AS x(id, token) ON m.id = x.id AND m.lease_token = x.token
 				WHERE m.status = 'ACQUIRED' FOR UPDATE OF m`, append(args, ids, tokens))
-			return retried + dead, err
+			return counts.Total(), err
 		})
+		if err != nil {
+			return nil, err
+		}
+		return counts, nil
 	}
-	retried, dead, err := s.retry(ctx, s.pool, `SELECT id FROM messages
+	counts, _, err := s.retry(ctx, s.pool, `SELECT id FROM messages
 		WHERE id = ANY($6) AND status = 'ACQUIRED' FOR UPDATE`, append(args, rawUUIDs(p.IDs)))
-	return retried + dead, err
+	return counts, err
 }
 
 // MessageExtend implements store.Store.
@@ -475,13 +507,13 @@ func (s *Store) MessageNextDue(ctx context.Context, region string) (time.Time, e
 // MessageRecover implements store.Store.
 func (s *Store) MessageRecover(ctx context.Context, p *store.MessageRecoverParams) (*store.Recovered, error) {
 	args := append(retryArgs(nil, "lease expired", p.Backoff), cmp.Or(p.Region, s.opts.Region), p.Limit)
-	retried, dead, err := s.retry(ctx, s.pool, `SELECT id FROM messages
+	counts, dead, err := s.retry(ctx, s.pool, `SELECT id FROM messages
 		WHERE status = 'ACQUIRED' AND region = $6::`+s.dialect.RegionType+` AND leased_until < now()
 		ORDER BY leased_until LIMIT $7 FOR UPDATE SKIP LOCKED`, args)
 	if err != nil {
 		return nil, err
 	}
-	return &store.Recovered{Retried: retried, DeadLettered: dead}, nil
+	return &store.Recovered{Retried: counts.Total() - dead, DeadLettered: dead}, nil
 }
 
 // MessageRegions implements store.Store with a loose index scan of each

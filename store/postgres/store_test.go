@@ -145,9 +145,9 @@ func TestLifecycleAckNackDLQ(t *testing.T) {
 
 	// Nack with an explicit delay of zero: PENDING again, due now.
 	zero := time.Duration(0)
-	n, err := b.store.MessageNack(b.ctx, &store.MessageNackParams{Receipts: receipts(got), Delay: &zero, Reason: "boom"})
+	counts, err := b.store.MessageNack(b.ctx, &store.MessageNackParams{Receipts: receipts(got), Delay: &zero, Reason: "boom"})
 	require.NoError(t, err)
-	require.Equal(t, 1, n)
+	require.Equal(t, store.Counts{"jobs": 1}, counts)
 	p, err := b.store.MessagePromote(b.ctx, &store.MessagePromoteParams{Region: "eu", Limit: 100})
 	require.NoError(t, err)
 	require.Equal(t, 1, p.Count)
@@ -158,9 +158,9 @@ func TestLifecycleAckNackDLQ(t *testing.T) {
 	require.Equal(t, "boom", got[0].LastError)
 
 	// The second failure exhausts max_attempts: dead-lettered, ready at once.
-	n, err = b.store.MessageNack(b.ctx, &store.MessageNackParams{IDs: []uuid.UUID{m.ID}, Reason: "boom again"})
+	counts, err = b.store.MessageNack(b.ctx, &store.MessageNackParams{IDs: []uuid.UUID{m.ID}, Reason: "boom again"})
 	require.NoError(t, err)
-	require.Equal(t, 1, n)
+	require.Equal(t, store.Counts{"jobs": 1}, counts, "a dead-lettered message counts under the channel it was polled from")
 	dead := b.poll(t, "jobs.DLQ", 10, time.Minute)
 	require.Len(t, dead, 1)
 	require.Equal(t, m.ID, dead[0].ID)
@@ -170,9 +170,9 @@ func TestLifecycleAckNackDLQ(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, []string{"jobs", "jobs.DLQ"}, names)
 
-	n, err = b.store.MessageAck(b.ctx, &store.MessageAckParams{Receipts: receipts(dead)})
+	counts, err = b.store.MessageAck(b.ctx, &store.MessageAckParams{Receipts: receipts(dead)})
 	require.NoError(t, err)
-	require.Equal(t, 1, n)
+	require.Equal(t, store.Counts{"jobs.DLQ": 1}, counts)
 	_, err = b.store.MessageGet(b.ctx, m.ID)
 	require.ErrorIs(t, err, store.ErrNotFound)
 }
@@ -242,9 +242,9 @@ func TestStaleReceipt(t *testing.T) {
 	n, err := b.store.MessageExtend(b.ctx, &store.MessageExtendParams{Receipts: receipts(second), Visibility: time.Hour})
 	require.NoError(t, err)
 	require.Equal(t, 1, n)
-	n, err = b.store.MessageAck(b.ctx, &store.MessageAckParams{Receipts: receipts(second)})
+	counts, err := b.store.MessageAck(b.ctx, &store.MessageAckParams{Receipts: receipts(second)})
 	require.NoError(t, err)
-	require.Equal(t, 1, n)
+	require.Equal(t, store.Counts{"jobs": 1}, counts)
 }
 
 func TestRecoverDeadLetters(t *testing.T) {

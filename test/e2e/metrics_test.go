@@ -15,7 +15,7 @@ import (
 )
 
 // TestMetrics checks the node's Prometheus metrics an operator alerts on:
-// dead-lettered messages by channel, queue depth by channel and status, the
+// acks, nacks and dead-lettered messages by channel, the
 // buffer's gauges and the HTTP request durations by operation.
 func TestMetrics(t *testing.T) {
 	t.Parallel()
@@ -37,6 +37,21 @@ func TestMetrics(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
 
+	dead, err := poll(ctx, node.Client(), "billing.DLQ", pollOpts{max: 10, wait: 5})
+	require.NoError(t, err)
+	require.Len(t, dead, 1)
+	ack, _ := json.Marshal(map[string]any{"receipts": []string{dead[0].Receipt}})
+	resp, err = http.Post(node.URL()+"/v1/messages/ack", "application/json", bytes.NewReader(ack))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+
+	later := `{"channel":"reports","payload":{"n":2},"delay":"1h"}`
+	resp, err = http.Post(node.URL()+"/v1/message?durability=committed", "application/json", strings.NewReader(later))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+
 	resp, err = http.Get(node.URL() + "/metrics")
 	require.NoError(t, err)
 	text, err := io.ReadAll(resp.Body)
@@ -44,11 +59,15 @@ func TestMetrics(t *testing.T) {
 	require.NoError(t, err)
 	for _, want := range []string{
 		`smq_messages_dead_lettered_total{channel="billing"} 1`,
-		`smq_queue_depth{channel="billing.DLQ",status="READY"} 1`,
+		`smq_messages_created_total{channel="billing"} 1`,
+		`smq_messages_polled_total{channel="billing"} 1`,
+		`smq_messages_nacked_total{channel="billing"} 1`,
+		`smq_messages_acked_total{channel="billing.DLQ"} 1`,
+		`smq_queue_depth{channel="reports",status="PENDING"} 1`,
 		`smq_buffer_depth `,
 		`smq_flush_batch_size `,
 		`smq_scheduler_lateness_seconds_bucket`,
-		`smq_http_request_duration_seconds_count{code="201",operation="create-message"} 1`,
+		`smq_http_request_duration_seconds_count{code="201",operation="create-message"} 2`,
 	} {
 		require.Contains(t, string(text), want)
 	}
