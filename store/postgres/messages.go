@@ -493,15 +493,22 @@ func (s *Store) MessagePromote(ctx context.Context, p *store.MessagePromoteParam
 	return res, nil
 }
 
-// MessageNextDue implements store.Store.
+// MessageNextDue implements store.Store. ORDER BY … LIMIT 1, not min():
+// with statistics that lag behind a fast-growing table, PostgreSQL plans
+// min() as an aggregate over every PENDING row of the region (23 ms for
+// 86,000 rows, on each flush that woke the scheduler).
 func (s *Store) MessageNextDue(ctx context.Context, region string) (time.Time, error) {
-	var next *time.Time
-	err := s.pool.QueryRow(ctx, `SELECT min(scheduled_at) FROM messages
-		WHERE status = 'PENDING' AND region = $1::`+s.dialect.RegionType, cmp.Or(region, s.opts.Region)).Scan(&next)
-	if err != nil || next == nil {
+	var next time.Time
+	err := s.pool.QueryRow(ctx, `SELECT scheduled_at FROM messages
+		WHERE status = 'PENDING' AND region = $1::`+s.dialect.RegionType+`
+		ORDER BY scheduled_at LIMIT 1`, cmp.Or(region, s.opts.Region)).Scan(&next)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return time.Time{}, nil
+	}
+	if err != nil {
 		return time.Time{}, mapErr(err)
 	}
-	return *next, nil
+	return next, nil
 }
 
 // MessageRecover implements store.Store.
