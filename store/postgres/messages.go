@@ -58,14 +58,113 @@ func collectMessages(rows pgx.Rows, err error) ([]*store.Message, error) {
 	return msgs, mapErr(err)
 }
 
-// MessageInsertMany implements store.Store in one round trip: the rows, the
-// channel names and the flush watermark go in one implicit transaction.
+// MessageInsertMany implements store.Store. A large batch without dedup
+// keys (a buffer's flush) goes by COPY; anything else in one round trip of
+// INSERT … ON CONFLICT DO NOTHING. Either way the rows, the channel names
+// and the flush watermark commit together.
 func (s *Store) MessageInsertMany(ctx context.Context, p *store.MessageInsertManyParams) (*store.MessageInsertManyResult, error) {
 	n := len(p.Messages)
 	res := &store.MessageInsertManyResult{}
 	if n == 0 && p.Node == "" {
 		return res, nil
 	}
+	if s.dialect.Copy && s.opts.CopyMin > 0 && n >= s.opts.CopyMin && !slices.ContainsFunc(p.Messages, func(m *store.Message) bool { return m.DedupKey != "" }) {
+		err := s.copyMany(ctx, p)
+		if err == nil {
+			res.Inserted = n
+			return res, nil
+		}
+		// An id already in the table (not expected: ids are made at ingest
+		// and the watermark keeps a replay out) fails the whole COPY; the
+		// INSERT below skips such rows instead of failing the flush forever.
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != pgUniqueViolation {
+			return nil, mapErr(err)
+		}
+		s.opts.Logger.Warn("flush: COPY found a message already stored; inserting the batch row by row instead", "err", err)
+	}
+	return s.insertMany(ctx, p)
+}
+
+// pgUniqueViolation is PostgreSQL's SQLSTATE unique_violation.
+const pgUniqueViolation = "23505"
+
+// copyColumns are the columns copyMany writes, in its row order.
+var copyColumns = []string{"id", "channel", "payload", "status", "scheduled_at", "max_attempts",
+	"created_at", "updated_at", "region"}
+
+// copyMany writes p by COPY in a transaction with the channels and the
+// watermark, and wakes the channels and regions it fed. A due message is
+// READY by this node's clock.
+func (s *Store) copyMany(ctx context.Context, p *store.MessageInsertManyParams) error {
+	now := time.Now()
+	wake := make([]string, 0, 8)
+	seen := map[string]bool{}
+	names := make([]string, 0, 8)
+	row := make([]any, len(copyColumns))
+	src := pgx.CopyFromFunc(func() func() ([]any, error) {
+		i := 0
+		return func() ([]any, error) {
+			if i == len(p.Messages) {
+				return nil, nil
+			}
+			m := p.Messages[i]
+			i++
+			status := store.StatusPending
+			if !m.ScheduledAt.After(now) {
+				status = store.StatusReady
+			}
+			region := cmp.Or(m.Region, s.opts.Region)
+			created := m.CreatedAt
+			if created.IsZero() {
+				created = now
+			}
+			row[0], row[1], row[2], row[3], row[4] = [16]byte(m.ID), m.Channel, m.Payload, string(status), m.ScheduledAt
+			row[5], row[6], row[7], row[8] = int32(max(m.MaxAttempts, 1)), created, now, region
+			if t := wakeTopic(status, m.Channel, region); !seen[t] {
+				seen[t] = true
+				wake = append(wake, t)
+			}
+			if !seen["\x00"+m.Channel] {
+				seen["\x00"+m.Channel] = true
+				names = append(names, m.Channel)
+			}
+			return row, nil
+		}
+	}())
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"messages"}, copyColumns, src); err != nil {
+		return err
+	}
+	slices.Sort(names) // a fixed order, so concurrent flushes cannot deadlock on channels
+	b := &pgx.Batch{}
+	b.Queue(`INSERT INTO channels (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, names)
+	if p.Node != "" {
+		b.Queue(flushMarkSQL, p.Node, int64(p.Seq))
+	}
+	if err := tx.SendBatch(ctx, b).Close(); err != nil {
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	s.notify(ctx, wake)
+	return nil
+}
+
+// flushMarkSQL raises a node's flush watermark ($1 node, $2 seq).
+const flushMarkSQL = `INSERT INTO flush_marks (node_id, seq, updated_at) VALUES ($1, $2, now())
+	ON CONFLICT (node_id) DO UPDATE SET seq = greatest(flush_marks.seq, excluded.seq), updated_at = now()`
+
+// insertMany is MessageInsertMany in one round trip of INSERT … ON
+// CONFLICT DO NOTHING, which skips rows whose id or dedup key is taken.
+func (s *Store) insertMany(ctx context.Context, p *store.MessageInsertManyParams) (*store.MessageInsertManyResult, error) {
+	n := len(p.Messages)
+	res := &store.MessageInsertManyResult{}
 	var (
 		ids       = make([][16]byte, n)
 		channels  = make([]string, n)
@@ -123,9 +222,7 @@ func (s *Store) MessageInsertMany(ctx context.Context, p *store.MessageInsertMan
 		b.Queue(`INSERT INTO channels (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, names)
 	}
 	if p.Node != "" {
-		b.Queue(`INSERT INTO flush_marks (node_id, seq, updated_at) VALUES ($1, $2, now())
-			ON CONFLICT (node_id) DO UPDATE SET seq = greatest(flush_marks.seq, excluded.seq), updated_at = now()`,
-			p.Node, int64(p.Seq))
+		b.Queue(flushMarkSQL, p.Node, int64(p.Seq))
 	}
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, mapErr(err)

@@ -51,6 +51,9 @@ type Options struct {
 	// it came from, so that metrics can count them. It must not block.
 	// Defaults to nil.
 	OnDeadLetter func(channel string)
+	// CopyMin is the smallest MessageInsertMany batch (without dedup keys)
+	// written with COPY; a negative value never uses COPY. Defaults to 200.
+	CopyMin int
 }
 
 func (o Options) withDefaults() Options {
@@ -58,6 +61,7 @@ func (o Options) withDefaults() Options {
 	o.MaxConns = cmp.Or(o.MaxConns, 32)
 	o.ConnectTimeout = cmp.Or(o.ConnectTimeout, 3*time.Second)
 	o.FallbackPoll = cmp.Or(o.FallbackPoll, 200*time.Millisecond)
+	o.CopyMin = cmp.Or(o.CopyMin, 200)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -75,13 +79,16 @@ type Dialect struct {
 	// (LISTEN/NOTIFY). CockroachDB does not, so there wake-ups come from this
 	// process and a short poll.
 	Listen bool
+	// Copy tells whether large flushes may use COPY. CockroachDB's COPY
+	// into a REGIONAL BY ROW table is untested, so it keeps INSERT.
+	Copy bool
 }
 
 // DialectFor returns the dialect named name.
 func DialectFor(name string) (Dialect, error) {
 	switch name {
 	case schema.Postgres:
-		return Dialect{Name: name, RegionType: "text", Listen: true}, nil
+		return Dialect{Name: name, RegionType: "text", Listen: true, Copy: true}, nil
 	case schema.Cockroach:
 		return Dialect{Name: name, RegionType: "crdb_internal_region", Listen: false}, nil
 	}
