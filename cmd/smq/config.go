@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -217,12 +218,26 @@ func validRegion(r string) bool {
 	return true
 }
 
-func (c Config) logger() *slog.Logger {
+// logger returns the configured logger, writing to stderr through a
+// logBuffer, and the function that writes what it holds and stops it;
+// call it before the process exits.
+func (c Config) logger() (*slog.Logger, func()) {
 	var lvl slog.Level
 	_ = lvl.UnmarshalText([]byte(c.LogLevel))
 	opts := &slog.HandlerOptions{Level: lvl}
+	buf := &logBuffer{w: os.Stderr}
+	var h slog.Handler = slog.NewTextHandler(buf, opts)
 	if c.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+		h = slog.NewJSONHandler(buf, opts)
 	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf.run(ctx)
+	}()
+	return slog.New(bufferedHandler{Handler: h, buf: buf}), func() {
+		cancel()
+		<-done
+	}
 }

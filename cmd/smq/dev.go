@@ -38,7 +38,8 @@ func devCmd() *cobra.Command {
 		if err != nil {
 			return err
 		}
-		log := cfg.logger()
+		log, flush := cfg.logger()
+		defer flush()
 		ctx, stop := signalContext()
 		defer stop()
 

@@ -64,7 +64,9 @@ func serveCmd() *cobra.Command {
 	cmd.RunE = configured(cmd, func(cmd *cobra.Command, cfg Config) error {
 		ctx, stop := signalContext()
 		defer stop()
-		return runNode(ctx, cfg, cfg.logger(), nil)
+		log, flush := cfg.logger()
+		defer flush()
+		return runNode(ctx, cfg, log, nil)
 	})
 	return cmd
 }
