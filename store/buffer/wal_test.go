@@ -8,7 +8,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"syscall"
@@ -265,41 +264,4 @@ func TestHelperProcess(t *testing.T) {
 	// The parent kills us; if it died instead, do not run forever.
 	time.Sleep(2 * time.Minute)
 	os.Exit(4)
-}
-
-// BenchmarkWALAppend measures appends under concurrent submitters, as the
-// API issues them: one message per request, or batches of 100.
-func BenchmarkWALAppend(b *testing.B) {
-	for _, submitters := range []int{1, 16, 64} {
-		for _, batch := range []int{1, 100} {
-			b.Run(fmt.Sprintf("submitters=%d/batch=%d", submitters, batch), func(b *testing.B) {
-				w := openWAL(b, WALConfig{Dir: b.TempDir(), MaxDepth: 1 << 30, MaxBytes: 1 << 40})
-				ctx := context.Background()
-				b.ResetTimer()
-				commits := w.Commits.Load()
-				defer func() {
-					b.ReportMetric(float64(b.N)/float64(w.Commits.Load()-commits), "appends/commit")
-				}()
-				if submitters == 1 {
-					for range b.N {
-						if err := w.Append(ctx, newMessages(batch)); err != nil {
-							b.Fatal(err)
-						}
-					}
-				} else {
-					// RunParallel starts parallelism × GOMAXPROCS goroutines.
-					b.SetParallelism(max(1, submitters/runtime.GOMAXPROCS(0)))
-					b.RunParallel(func(pb *testing.PB) {
-						for pb.Next() {
-							if err := w.Append(ctx, newMessages(batch)); err != nil {
-								b.Error(err)
-								return
-							}
-						}
-					})
-				}
-				b.ReportMetric(float64(b.N*batch)/b.Elapsed().Seconds(), "msgs/s")
-			})
-		}
-	}
 }
