@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -29,23 +28,53 @@ const (
 	groupMaxBytes   = 4 << 20
 )
 
-// Keys: a record is recordPrefix and its seq, 8 bytes big-endian, so
-// Badger's key order is seq order. Two meta keys hold 8-byte seqs.
-var (
-	recordPrefix = []byte{'r'}
-	// headKey is the last seq of the last Append written whole. An Append
-	// too big for one Badger transaction spans several; replay drops records
-	// above head, the remains of one cut short by a crash.
-	headKey = []byte("mhead")
-	// trimmedKey is the highest seq Commit or Discard dropped.
-	trimmedKey = []byte("mtrimmed")
+// entryMaxBytes bounds the records of one append entry (entry.go): an
+// Append bigger than that is split into parts. Entries stay under
+// valueThreshold, in Badger's LSM tree, where compaction reclaims the space
+// of trimmed ones within seconds. In the value log they would cost a little
+// less to write, but its garbage collection only learns what is garbage
+// from compactions, which a few entries per group seldom cause: measured,
+// the directory grew by all that was written.
+const (
+	entryMaxBytes  = 256 << 10
+	valueThreshold = 512 << 10
 )
 
-func recordKey(seq uint64) []byte {
-	return binary.BigEndian.AppendUint64(append([]byte(nil), recordPrefix...), seq)
+// Keys. A data key is a prefix byte and a seq, 8 bytes big-endian, so
+// Badger's key order is seq order within each prefix. Replay refuses any
+// other key: it would be a WAL of another layout.
+const (
+	// appendPrefix and the seq of its first record key an append entry.
+	appendPrefix = 'a'
+	// deletedPrefix and a seq key the tombstone of a record Delete removed;
+	// the value is empty.
+	deletedPrefix = 'd'
+	// updatedPrefix and a seq key the latest version of a record Update
+	// changed, in the encoding of encodeRecord.
+	updatedPrefix = 'u'
+)
+
+// trimmedKey holds the highest seq Commit or Discard trimmed, 8 bytes
+// big-endian: replay skips the records at or below it.
+var trimmedKey = []byte("mtrimmed")
+
+func seqKey(prefix byte, seq uint64) []byte {
+	k := make([]byte, 1+8)
+	k[0] = prefix
+	binary.BigEndian.PutUint64(k[1:], seq)
+	return k
 }
 
 func seqValue(seq uint64) []byte { return binary.BigEndian.AppendUint64(nil, seq) }
+
+// Bits of WAL.overrides.
+const (
+	overrideDeleted = 1 << iota
+	overrideUpdated
+)
+
+// entrySpan is the first and last seq of an append entry.
+type entrySpan struct{ first, last uint64 }
 
 // WALConfig configures a write-ahead log buffer.
 type WALConfig struct {
@@ -92,7 +121,10 @@ func (c WALConfig) validate() error {
 //
 // Writes go through one writer goroutine, a group committer: it takes
 // everything queued, writes it in one transaction and syncs once, so
-// concurrent appenders share fsyncs.
+// concurrent appenders share fsyncs. The records of a group go in as few
+// Badger entries as their size allows (entry.go), and the flusher's Commit
+// trims them by a watermark and the deletion of the entries wholly below
+// it, so Badger's work is per group and per flush, not per message.
 type WAL struct {
 	ix  *index
 	db  *badger.DB
@@ -107,16 +139,43 @@ type WAL struct {
 	closed     bool
 	writerDone chan struct{}
 
-	// seq is the next sequence; only the writer goroutine uses it after
-	// open.
+	// The fields down to space belong to the writer goroutine once replay
+	// has set them.
+
+	// seq is the next sequence.
 	seq uint64
-	// trimmed is the persisted trimmedKey; only Commit and Discard use it,
-	// and the index lets one of them run at a time.
-	trimmed uint64
+	// entryMax bounds an append entry's records: entryMaxBytes, lower in
+	// tests.
+	entryMax int
+	// entries are the append entries written and not yet trimmed, in seq
+	// order.
+	entries []entrySpan
+	// overrides holds the seqs with a tombstone or update key not yet
+	// trimmed, and which of the two (overrideDeleted, overrideUpdated).
+	overrides map[uint64]uint8
+	// trim is the watermark Commit and Discard asked for (mark), the one
+	// last written (written) and the keys below mark still to delete.
+	trim struct {
+		mark, written uint64
+		dels          [][]byte
+	}
+	// trimIdle is how long a trim waits for a write to ride with:
+	// defaultTrimIdle, shorter in tests.
+	trimIdle time.Duration
+	// freeSpace is statfsFree; tests fake a filling disk with it.
+	freeSpace func(dir string) (int64, error)
+	// trimFailing is set while trims fail to be written, so that the
+	// failure is logged once.
+	trimFailing bool
+	space       spaceCache
 
 	// Commits counts Badger transactions committed (each one fsync); tests
 	// compare it with the appends to see group commit work.
 	Commits atomic.Int64
+	// Entries counts the Badger entries the WAL wrote, sets and deletes,
+	// besides Badger's own; tests and benchmarks compare it with the
+	// appends and commits.
+	Entries atomic.Int64
 
 	lastGC    atomic.Int64 // UnixNano of the last GC start
 	gcRunning atomic.Bool
@@ -125,28 +184,42 @@ type WAL struct {
 
 var _ store.Buffer = (*WAL)(nil)
 
-// walOp is one durable change: the records of one Append, numbered by the
-// writer, or prepared entries (Delete, Update, Commit, Discard).
+// walOp is one change for the writer: the records of one Append (numbered
+// by the writer), a Delete's tombstone or an Update's new version, or a
+// trim from Commit or Discard.
 type walOp struct {
-	recs    []*record
-	entries []walEntry
-	done    chan error // buffered: the writer never waits on it
+	// recs and enc are an Append's records and their encoding, after
+	// entryHeaderMax bytes of room (encodeRecords).
+	recs []*record
+	enc  []byte
+	// override is deletedPrefix or updatedPrefix for a change of the record
+	// seq; value is an update's encoded record.
+	override byte
+	seq      uint64
+	value    []byte
+	// trim is the watermark of a Commit or Discard. Nobody waits for it to
+	// be written: a trim lost in a crash is redone by replay and the
+	// flusher's reconcile.
+	trim uint64
+
+	// done receives the outcome of an op that has a waiter; it is buffered,
+	// so the writer never waits on it.
+	done chan error
+	// written is set once all of the op's entries are in the writer's
+	// transaction; answered once done has its value.
+	written, answered bool
 }
 
-// walEntry sets key to value, or deletes key.
-type walEntry struct {
-	key, value []byte
-	del        bool
-}
-
-func setEntry(key, value []byte) walEntry { return walEntry{key: key, value: value} }
-func deleteEntry(key []byte) walEntry     { return walEntry{key: key, del: true} }
-
+// size is what the op counts towards a group's limits and its space check.
 func (op *walOp) size() (n int, bytes int) {
-	for _, r := range op.recs {
-		bytes += int(r.size)
+	switch {
+	case op.recs != nil:
+		return len(op.recs), len(op.enc)
+	case op.override != 0:
+		return 1, len(op.value)
+	default:
+		return 1, 0
 	}
-	return len(op.recs) + len(op.entries), bytes
 }
 
 // OpenWAL opens or creates the WAL in cfg.Dir and replays it.
@@ -155,15 +228,16 @@ func OpenWAL(cfg WALConfig) (*WAL, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, fmt.Errorf("wal config: %w", err)
 	}
-	// Options per FINDINGS.md: 4 MB × 2 memtables with values over 1 KiB in
-	// the value log keep a million records in about 420 MB. Smaller value
-	// log files let GC reclaim space sooner (it never rewrites the active
-	// file).
+	// Options per FINDINGS.md: 4 MB × 2 memtables. The value threshold is
+	// at most 15 % of a memtable, as Badger requires, and keeps append
+	// entries (entryMaxBytes) out of the value log; only a record bigger
+	// than valueThreshold goes there. Smaller value log files let GC reclaim
+	// space sooner (it never rewrites the active file).
 	opts := badger.DefaultOptions(cfg.Dir).
 		WithSyncWrites(true).
 		WithMemTableSize(4 << 20).
 		WithNumMemtables(2).
-		WithValueThreshold(1024).
+		WithValueThreshold(valueThreshold).
 		WithValueLogFileSize(64 << 20).
 		WithNumVersionsToKeep(1).
 		WithDetectConflicts(false).
@@ -179,6 +253,10 @@ func OpenWAL(cfg WALConfig) (*WAL, error) {
 		log:        cfg.Logger,
 		ops:        make(chan *walOp, groupMaxRecords),
 		writerDone: make(chan struct{}),
+		entryMax:   entryMaxBytes,
+		trimIdle:   defaultTrimIdle,
+		freeSpace:  statfsFree,
+		overrides:  make(map[uint64]uint8),
 	}
 	w.lastGC.Store(time.Now().UnixNano())
 	if err := w.replay(); err != nil {
@@ -188,100 +266,19 @@ func OpenWAL(cfg WALConfig) (*WAL, error) {
 	return w, nil
 }
 
-// replay loads the records into the index and sets the next seq.
-func (w *WAL) replay() error {
-	var (
-		recs         []*record
-		stale        [][]byte
-		head, maxSeq uint64
-	)
-	err := w.db.View(func(txn *badger.Txn) error {
-		var err error
-		if head, err = readSeq(txn, headKey); err != nil {
-			return err
-		}
-		if w.trimmed, err = readSeq(txn, trimmedKey); err != nil {
-			return err
-		}
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: recordPrefix, PrefetchValues: true, PrefetchSize: 256})
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			item := it.Item()
-			key := item.KeyCopy(nil)
-			if len(key) != len(recordPrefix)+8 {
-				return fmt.Errorf("replay: bad key %q", key)
-			}
-			seq := binary.BigEndian.Uint64(key[len(recordPrefix):])
-			maxSeq = max(maxSeq, seq)
-			if seq > head || seq <= w.trimmed {
-				stale = append(stale, key)
-				continue
-			}
-			var m *store.Message
-			err := item.Value(func(v []byte) error {
-				var err error
-				m, err = decodeRecord(v)
-				return err
-			})
-			if err != nil {
-				return fmt.Errorf("replay record %d: %w", seq, err)
-			}
-			recs = append(recs, &record{seq: seq, msg: m, size: int64(len(m.Payload))})
-		}
+// enqueue hands op to the writer.
+func (w *WAL) enqueue(ctx context.Context, op *walOp) error {
+	w.closeMu.RLock()
+	defer w.closeMu.RUnlock()
+	if w.closed {
+		return ErrClosed
+	}
+	select {
+	case w.ops <- op:
 		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("replay: %w", err)
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	if len(stale) > 0 {
-		w.log.Warn("wal: dropping records of an append cut short, or trimmed", "count", len(stale))
-		if err := w.deleteKeys(stale); err != nil {
-			return fmt.Errorf("replay: drop stale records: %w", err)
-		}
-	}
-	w.ix.depth = len(recs)
-	for _, r := range recs {
-		w.ix.bytes += r.size
-	}
-	w.ix.admit(recs, false)
-	// Sequences never go back: not below what the WAL holds or trimmed, and
-	// not below the clock, because the database keeps this node's flush
-	// watermark (Store.FlushMark) and a fresh or emptied WAL directory must
-	// not hand out a seq at or below an old watermark, or the flusher would
-	// discard new records as already flushed.
-	w.seq = max(head+1, maxSeq+1, w.trimmed+1, uint64(time.Now().UnixNano()))
-	return nil
-}
-
-func readSeq(txn *badger.Txn, key []byte) (uint64, error) {
-	item, err := txn.Get(key)
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, err
-	}
-	var seq uint64
-	err = item.Value(func(v []byte) error {
-		if len(v) != 8 {
-			return fmt.Errorf("meta %s: bad value", key)
-		}
-		seq = binary.BigEndian.Uint64(v)
-		return nil
-	})
-	return seq, err
-}
-
-// deleteKeys deletes keys in as many transactions as it takes.
-func (w *WAL) deleteKeys(keys [][]byte) error {
-	wb := w.db.NewWriteBatch()
-	defer wb.Cancel()
-	for _, k := range keys {
-		if err := wb.Delete(k); err != nil {
-			return err
-		}
-	}
-	return wb.Flush()
 }
 
 // submit hands op to the writer and waits for it to be durable. Once op is
@@ -289,184 +286,10 @@ func (w *WAL) deleteKeys(keys [][]byte) error {
 // and its caller must know.
 func (w *WAL) submit(ctx context.Context, op *walOp) error {
 	op.done = make(chan error, 1)
-	w.closeMu.RLock()
-	if w.closed {
-		w.closeMu.RUnlock()
-		return ErrClosed
-	}
-	select {
-	case w.ops <- op:
-	case <-ctx.Done():
-		w.closeMu.RUnlock()
-		return ctx.Err()
-	}
-	w.closeMu.RUnlock()
-	return <-op.done
-}
-
-// writer is the group committer. It does not linger for more records: a
-// write takes whatever queued during the previous one, which measured
-// better than waiting (FINDINGS.md).
-func (w *WAL) writer() {
-	defer close(w.writerDone)
-	for op := range w.ops {
-		group := []*walOp{op}
-		n, size := op.size()
-	take:
-		for n < groupMaxRecords && size < groupMaxBytes {
-			select {
-			case op, ok := <-w.ops:
-				if !ok {
-					break take
-				}
-				group = append(group, op)
-				dn, ds := op.size()
-				n, size = n+dn, size+ds
-			default:
-				break take
-			}
-		}
-		if err := w.checkSpace(n, size); err != nil {
-			for _, op := range group {
-				w.fail(op, err)
-			}
-			continue
-		}
-		w.write(group)
-	}
-}
-
-// spaceReserve is the free space the WAL leaves on its filesystem beyond
-// twice what a write adds. Badger writes its memtable log and value log
-// through mmap'd sparse files, so a write that finds the filesystem full
-// does not get ENOSPC: the process dies of SIGBUS. Refusing writes before
-// the disk fills turns a full disk into store.ErrStorageFull.
-const spaceReserve = 1 << 20
-
-// checkSpace fails a write of n entries and size payload bytes that would
-// leave the WAL's filesystem with less than spaceReserve free.
-func (w *WAL) checkSpace(n, size int) error {
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(w.cfg.Dir, &st); err != nil {
-		return nil // cannot tell: let the write try
-	}
-	free := int64(st.Bavail) * int64(st.Bsize)
-	if need := 2*int64(size+256*n) + spaceReserve; free < need {
-		return fmt.Errorf("wal write: %w: %d bytes free in %s, under the %d this write needs", store.ErrStorageFull, free, w.cfg.Dir, need)
-	}
-	return nil
-}
-
-// write makes group durable, in as few transactions as fit (normally one),
-// and answers every op. An op is answered nil only once all of its entries
-// are committed; the records of an Append are admitted to the index before
-// its caller wakes.
-func (w *WAL) write(group []*walOp) {
-	txn := w.db.NewTransaction(true)
-	defer func() { txn.Discard() }()
-
-	var (
-		ready []*walOp // ops whose every entry is in txn
-		// curWritten holds the record keys of the op being added that an
-		// earlier transaction committed (it did not fit in one): if the op
-		// fails, they are removed again. curKeys are its keys in txn.
-		curWritten [][]byte
-		curKeys    [][]byte
-	)
-	commit := func() error {
-		err := txn.Commit()
-		w.Commits.Add(1)
-		txn = w.db.NewTransaction(true)
-		if err != nil {
-			return err
-		}
-		for _, op := range ready {
-			w.succeed(op)
-		}
-		ready = ready[:0]
-		curWritten = append(curWritten, curKeys...)
-		curKeys = curKeys[:0]
-		return nil
-	}
-	apply := func(e walEntry) error {
-		if e.del {
-			return txn.Delete(e.key)
-		}
-		return txn.Set(e.key, e.value)
-	}
-	set := func(e walEntry) error {
-		err := apply(e)
-		if errors.Is(err, badger.ErrTxnTooBig) {
-			if err := commit(); err != nil {
-				return err
-			}
-			err = apply(e)
-		}
+	if err := w.enqueue(ctx, op); err != nil {
 		return err
 	}
-	fail := func(err error, rest []*walOp) {
-		err = walError(err)
-		if len(curWritten) > 0 {
-			if derr := w.deleteKeys(curWritten); derr != nil {
-				w.log.Error("wal: failed append left records behind", "err", derr)
-			}
-		}
-		for _, op := range ready {
-			w.fail(op, err)
-		}
-		for _, op := range rest {
-			w.fail(op, err)
-		}
-	}
-
-	for i, op := range group {
-		curWritten, curKeys = curWritten[:0], curKeys[:0]
-		var err error
-		for _, r := range op.recs {
-			r.seq = w.seq
-			w.seq++
-			key := recordKey(r.seq)
-			if err = set(setEntry(key, encodeRecord(nil, r.msg))); err != nil {
-				break
-			}
-			curKeys = append(curKeys, key)
-		}
-		if err == nil && len(op.recs) > 0 {
-			err = set(setEntry(headKey, seqValue(op.recs[len(op.recs)-1].seq)))
-		}
-		for _, e := range op.entries {
-			if err != nil {
-				break
-			}
-			err = set(e)
-		}
-		if err != nil {
-			fail(err, group[i:])
-			return
-		}
-		ready = append(ready, op)
-	}
-	if err := commit(); err != nil {
-		fail(err, nil)
-	}
-}
-
-func (w *WAL) succeed(op *walOp) {
-	if len(op.recs) > 0 {
-		w.ix.admit(op.recs, false)
-	}
-	op.done <- nil
-}
-
-func (w *WAL) fail(op *walOp, err error) { op.done <- err }
-
-// walError marks a full disk as store.ErrStorageFull. Badger flattens the
-// errors it wraps into text, so the text is checked too.
-func walError(err error) error {
-	if errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), syscall.ENOSPC.Error()) {
-		return fmt.Errorf("wal write: %w: %w", store.ErrStorageFull, err)
-	}
-	return fmt.Errorf("wal write: %w", err)
+	return <-op.done
 }
 
 // Append implements store.Buffer: msgs are written in one group commit,
@@ -482,7 +305,9 @@ func (w *WAL) Append(ctx context.Context, msgs []*store.Message) error {
 	if err := w.ix.reserve(recs); err != nil {
 		return err
 	}
-	if err := w.submit(ctx, &walOp{recs: recs}); err != nil {
+	// Encoded here, not in the writer: callers encode in parallel, and the
+	// writer, which all of them wait for, only copies.
+	if err := w.submit(ctx, &walOp{recs: recs, enc: encodeRecords(recs)}); err != nil {
 		w.ix.unreserve(recs)
 		return err
 	}
@@ -499,7 +324,7 @@ func (w *WAL) Delete(ctx context.Context, id uuid.UUID) (bool, error) {
 	if r == nil {
 		return false, err
 	}
-	err = w.submit(ctx, &walOp{entries: []walEntry{deleteEntry(recordKey(r.seq))}})
+	err = w.submit(ctx, &walOp{override: deletedPrefix, seq: r.seq})
 	w.ix.finish(r, err == nil, nil)
 	if err != nil {
 		return false, fmt.Errorf("delete: %w", err)
@@ -516,7 +341,7 @@ func (w *WAL) Update(ctx context.Context, id uuid.UUID, fn func(*store.Message))
 	}
 	msg, err := update(r, fn)
 	if err == nil {
-		err = w.submit(ctx, &walOp{entries: []walEntry{setEntry(recordKey(r.seq), encodeRecord(nil, msg))}})
+		err = w.submit(ctx, &walOp{override: updatedPrefix, seq: r.seq, value: encodeRecord(nil, msg)})
 	}
 	if err != nil {
 		w.ix.finish(r, false, nil)
@@ -529,10 +354,11 @@ func (w *WAL) Update(ctx context.Context, id uuid.UUID, fn func(*store.Message))
 // Next implements store.Buffer.
 func (w *WAL) Next(max int) *store.Batch { return w.ix.next(max) }
 
-// Commit implements store.Buffer: the batch's records and the new trimmed
-// watermark go in one write.
+// Commit implements store.Buffer: the batch leaves the index at once, and
+// the WAL is trimmed to its watermark with the next group write, which
+// Commit does not wait for (see walOp.trim).
 func (w *WAL) Commit(ctx context.Context, b *store.Batch) error {
-	err := w.ix.commit(b, func(recs []*record) error { return w.drop(ctx, recs, b.Seq) })
+	err := w.ix.commit(b, func([]*record) error { return w.trimTo(ctx, b.Seq) })
 	if err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
@@ -543,33 +369,19 @@ func (w *WAL) Commit(ctx context.Context, b *store.Batch) error {
 // Release implements store.Buffer.
 func (w *WAL) Release(b *store.Batch) { w.ix.release(b) }
 
-// Discard implements store.Buffer.
+// Discard implements store.Buffer; like Commit, it does not wait for the
+// trim to be written.
 func (w *WAL) Discard(ctx context.Context, seq uint64) error {
-	err := w.ix.discard(ctx, seq, func(recs []*record) error { return w.drop(ctx, recs, seq) })
+	err := w.ix.discard(ctx, seq, func([]*record) error { return w.trimTo(ctx, seq) })
 	if err != nil {
 		return fmt.Errorf("discard: %w", err)
 	}
 	return nil
 }
 
-// drop deletes recs and raises the trimmed watermark to seq. Deleting keys
-// in a write batch stalls appenders far less than DropPrefix (FINDINGS.md).
-func (w *WAL) drop(ctx context.Context, recs []*record, seq uint64) error {
-	entries := make([]walEntry, 0, len(recs)+1)
-	for _, r := range recs {
-		entries = append(entries, deleteEntry(recordKey(r.seq)))
-	}
-	if seq > w.trimmed {
-		entries = append(entries, setEntry(trimmedKey, seqValue(seq)))
-	}
-	if len(entries) == 0 {
-		return nil
-	}
-	if err := w.submit(ctx, &walOp{entries: entries}); err != nil {
-		return err
-	}
-	w.trimmed = max(w.trimmed, seq)
-	return nil
+// trimTo asks the writer to trim the records at or below seq.
+func (w *WAL) trimTo(ctx context.Context, seq uint64) error {
+	return w.enqueue(ctx, &walOp{trim: seq})
 }
 
 // maybeGC starts Badger's value-log GC in the background at most once per

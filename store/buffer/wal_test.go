@@ -98,6 +98,24 @@ func TestWALSeqNeverGoesBack(t *testing.T) {
 	require.Greater(t, b3.Seq, ahead)
 }
 
+// entryValue encodes msgs as an append entry whose first seq is first;
+// for a part, begin and end are its append's first and last seq.
+func entryValue(first uint64, kind byte, begin, end uint64, msgs ...*store.Message) []byte {
+	recs := newRecords(msgs)
+	h := entryHeader{kind: kind, count: len(recs), begin: begin, end: end}
+	return append(appendEntryHeader(nil, first, h), encodeRecords(recs)[entryHeaderMax:]...)
+}
+
+// badgerUpdate runs fn on the closed WAL in dir, as a crash could have
+// left it.
+func badgerUpdate(t *testing.T, dir string, fn func(txn *badger.Txn) error) {
+	t.Helper()
+	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
+	require.NoError(t, err)
+	require.NoError(t, db.Update(fn))
+	require.NoError(t, db.Close())
+}
+
 func TestWALDropsCutShortAppend(t *testing.T) {
 	ctx := context.Background()
 	cfg := WALConfig{Dir: t.TempDir()}
@@ -108,31 +126,59 @@ func TestWALDropsCutShortAppend(t *testing.T) {
 	w.Release(b)
 	require.NoError(t, w.Close())
 
-	// A record above the head key is what a crash leaves of an append that
-	// spanned transactions and was never acknowledged.
-	db, err := badger.Open(badger.DefaultOptions(cfg.Dir).WithLogger(nil))
-	require.NoError(t, err)
+	// The first part of an append of 10 records split over several entries
+	// is what a crash leaves of one never acknowledged.
 	orphan := newMessage(9)
-	require.NoError(t, db.Update(func(txn *badger.Txn) error {
-		return txn.Set(recordKey(b.Seq+1), encodeRecord(nil, orphan))
-	}))
-	require.NoError(t, db.Close())
+	first := b.Seq + 1
+	badgerUpdate(t, cfg.Dir, func(txn *badger.Txn) error {
+		return txn.Set(seqKey(appendPrefix, first), entryValue(first, entryPart, first, first+9, orphan))
+	})
 
 	w = openWAL(t, cfg)
 	_, ok := w.Get(orphan.ID)
 	require.False(t, ok)
 	require.Equal(t, 2, w.Stats().Depth)
+	// The seqs of the append cut short are never handed out again.
+	require.NoError(t, w.Append(ctx, newMessages(1)))
+	b = w.Next(10)
+	require.Greater(t, b.Seq, first+9)
+}
+
+func TestWALLargeAppendSpansEntries(t *testing.T) {
+	ctx := context.Background()
+	cfg := WALConfig{Dir: t.TempDir()}
+	w := openWAL(t, cfg)
+	// 2,000 records of 900 bytes, about 1.9 MB, are split in parts of at
+	// most entryMaxBytes of whole records.
+	msgs := newMessages(2000)
+	for _, m := range msgs {
+		m.Payload = []byte(`"` + strings.Repeat("x", 898) + `"`)
+	}
+	size := int64(len(encodeRecords(newRecords(msgs))) - entryHeaderMax)
+	before := w.Entries.Load()
+	require.NoError(t, w.Append(ctx, msgs))
+	parts := w.Entries.Load() - before
+	require.GreaterOrEqual(t, parts, (size+entryMaxBytes-1)/entryMaxBytes)
+	require.LessOrEqual(t, parts, size/entryMaxBytes+1)
+	require.NoError(t, w.Append(ctx, newMessages(1)))
+
+	w = reopen(t, w, cfg)
+	require.Equal(t, 2001, w.Stats().Depth)
+	b := w.Next(10_000)
+	require.Equal(t, ids(msgs), ids(b.Messages[:2000]))
 }
 
 func TestWALLargeAppendSpansTransactions(t *testing.T) {
 	ctx := context.Background()
 	cfg := WALConfig{Dir: t.TempDir()}
 	w := openWAL(t, cfg)
-	// 2,000 records of 900 bytes stay in the LSM tree (under the value
-	// threshold) and far exceed one transaction of a 4 MB memtable.
+	// One record per entry of under 1 KiB: entries stay in the LSM tree
+	// (under the value threshold), and 2,000 of them far exceed one
+	// transaction of a 4 MB memtable.
+	w.entryMax = 512
 	msgs := newMessages(2000)
 	for _, m := range msgs {
-		m.Payload = []byte(`"` + strings.Repeat("x", 898) + `"`)
+		m.Payload = []byte(`"` + strings.Repeat("x", 798) + `"`)
 	}
 	before := w.Commits.Load()
 	require.NoError(t, w.Append(ctx, msgs))
