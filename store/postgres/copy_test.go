@@ -110,3 +110,80 @@ func BenchmarkInsertMany(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkPromote measures promotion passes of 10,000 due messages, the
+// scheduler's side of a burst.
+func BenchmarkPromote(b *testing.B) {
+	s := openWith(b, postgres.Options{Region: "eu"})
+	ctx := context.Background()
+	const n = 10_000
+	for b.Loop() {
+		b.StopTimer()
+		msgs := make([]*store.Message, n)
+		due := time.Now().Add(50 * time.Millisecond)
+		for i := range msgs {
+			msgs[i] = newMessage(fmt.Sprintf("c%d", i%4), due)
+		}
+		if _, err := s.MessageInsertMany(ctx, &store.MessageInsertManyParams{Messages: msgs}); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := s.Pool().Exec(ctx, `VACUUM ANALYZE messages`); err != nil {
+			b.Fatal(err)
+		}
+		time.Sleep(time.Until(due))
+		b.StartTimer()
+		p, err := s.MessagePromote(ctx, &store.MessagePromoteParams{Region: "eu", Limit: n})
+		if err != nil || p.Count != n {
+			b.Fatal(p, err)
+		}
+		b.StopTimer()
+		if _, err := s.Pool().Exec(ctx, `TRUNCATE messages`); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(b.N*n)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// TestPromoteRacesReschedule checks that a promotion pass that meets a row
+// being rescheduled into the future waits for it and leaves it PENDING,
+// since promotion does not lock its rows first.
+func TestPromoteRacesReschedule(t *testing.T) {
+	ctx := context.Background()
+	s := openWith(t, postgres.Options{Region: "eu"})
+	a, b := newMessage("x", time.Now().Add(-time.Second)), newMessage("x", time.Now().Add(-time.Second))
+	_, err := s.Pool().Exec(ctx, `INSERT INTO messages (id, channel, payload, status, scheduled_at, region)
+		VALUES ($1, 'x', '{}', 'PENDING', now() - interval '1 second', 'eu'),
+		       ($2, 'x', '{}', 'PENDING', now() - interval '1 second', 'eu')`, [16]byte(a.ID), [16]byte(b.ID))
+	require.NoError(t, err)
+
+	tx, err := s.Pool().Begin(ctx)
+	require.NoError(t, err)
+	defer tx.Rollback(ctx) //nolint:errcheck
+	_, err = tx.Exec(ctx, `UPDATE messages SET scheduled_at = now() + interval '1 hour' WHERE id = $1`, [16]byte(a.ID))
+	require.NoError(t, err)
+
+	done := make(chan *store.Promoted, 1)
+	go func() {
+		p, err := s.MessagePromote(ctx, &store.MessagePromoteParams{Region: "eu", Limit: 10})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- p
+	}()
+	select {
+	case <-done:
+		t.Fatal("the promotion did not wait for the row being rescheduled")
+	case <-time.After(300 * time.Millisecond):
+	}
+	require.NoError(t, tx.Commit(ctx))
+	p := <-done
+	require.NotNil(t, p)
+	require.Equal(t, 1, p.Count)
+	got, err := s.MessageGet(ctx, a.ID)
+	require.NoError(t, err)
+	require.Equal(t, store.StatusPending, got.Status, "the rescheduled message stays PENDING")
+	got, err = s.MessageGet(ctx, b.ID)
+	require.NoError(t, err)
+	require.Equal(t, store.StatusReady, got.Status)
+}
