@@ -102,6 +102,7 @@ func DialectFor(name string) (Dialect, error) {
 
 // Store is the pgx implementation of store.Store and store.Notifier.
 type Store struct {
+	polls   polls
 	pool    *pgxpool.Pool
 	opts    Options
 	dialect Dialect
