@@ -2,7 +2,6 @@ package buffer
 
 import (
 	"bytes"
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -24,20 +23,58 @@ type record struct {
 	// hand it out without a copy.
 	msg  *store.Message
 	size int64 // len(msg.Payload)
-	elem *list.Element
+	// prev and next link the records of the index in seq order.
+	prev, next *record
 	// busy is set while a Delete or Update of the record is being written.
 	// Next stops before a busy record (its fate is not known yet) and
 	// other changes of it wait.
 	busy bool
 }
 
+// newRecords copies msgs into records. The records of one call and their
+// copies share one allocation: they are appended and flushed together.
 func newRecords(msgs []*store.Message) []*record {
+	type recordWithMessage struct {
+		r record
+		m store.Message
+	}
 	recs := make([]*record, len(msgs))
+	rms := make([]recordWithMessage, len(msgs))
 	for i, m := range msgs {
-		cp := *m
-		recs[i] = &record{msg: &cp, size: int64(len(m.Payload))}
+		rm := &rms[i]
+		rm.m = *m
+		rm.r = record{msg: &rm.m, size: int64(len(m.Payload))}
+		recs[i] = &rm.r
 	}
 	return recs
+}
+
+// recordList is a doubly linked list of records, linked through the
+// records themselves so that a record costs no list element of its own.
+type recordList struct{ front, back *record }
+
+func (l *recordList) pushBack(r *record) {
+	r.prev, r.next = l.back, nil
+	if l.back != nil {
+		l.back.next = r
+	} else {
+		l.front = r
+	}
+	l.back = r
+}
+
+func (l *recordList) remove(r *record) {
+	if r.prev != nil {
+		r.prev.next = r.next
+	} else {
+		l.front = r.next
+	}
+	if r.next != nil {
+		r.next.prev = r.prev
+	} else {
+		l.back = r.prev
+	}
+	r.prev, r.next = nil, nil
 }
 
 // index is the in-memory state both buffers share: the records by id and
@@ -54,7 +91,7 @@ type index struct {
 
 	mu    sync.Mutex // guards the fields below
 	byID  map[uuid.UUID]*record
-	order list.List // of *record, by seq
+	order recordList // by seq
 	// depth and bytes count records and their payload bytes, appends that
 	// reserved room but are not admitted yet included, so that concurrent
 	// appends never overshoot the capacity together.
@@ -126,16 +163,31 @@ func (ix *index) unreserve(recs []*record) {
 // admit assigns them.
 func (ix *index) admit(recs []*record, number bool) {
 	ix.mu.Lock()
+	ix.admitLocked(recs, number)
+	ix.mu.Unlock()
+	ix.signal()
+}
+
+// admitMany admits the records of several appends, in order, under one
+// lock.
+func (ix *index) admitMany(groups [][]*record) {
+	ix.mu.Lock()
+	for _, recs := range groups {
+		ix.admitLocked(recs, false)
+	}
+	ix.mu.Unlock()
+	ix.signal()
+}
+
+func (ix *index) admitLocked(recs []*record, number bool) {
 	for _, r := range recs {
 		if number {
 			r.seq = ix.nextSeq
 			ix.nextSeq++
 		}
-		r.elem = ix.order.PushBack(r)
+		ix.order.pushBack(r)
 		ix.byID[r.msg.ID] = r
 	}
-	ix.mu.Unlock()
-	ix.signal()
 }
 
 func (ix *index) inFlightLocked(r *record) bool {
@@ -144,7 +196,7 @@ func (ix *index) inFlightLocked(r *record) bool {
 
 func (ix *index) removeLocked(r *record) {
 	delete(ix.byID, r.msg.ID)
-	ix.order.Remove(r.elem)
+	ix.order.remove(r)
 	ix.depth--
 	ix.bytes -= r.size
 }
@@ -227,9 +279,8 @@ func (ix *index) next(limit int) *store.Batch {
 	if ix.inflight != nil || limit <= 0 {
 		return nil
 	}
-	var b store.Batch
-	for e := ix.order.Front(); e != nil && len(b.Messages) < limit; e = e.Next() {
-		r := e.Value.(*record)
+	b := store.Batch{Messages: make([]*store.Message, 0, min(limit, ix.depth))}
+	for r := ix.order.front; r != nil && len(b.Messages) < limit; r = r.next {
 		// Stopping at a busy record keeps the watermark exact: every live
 		// record up to b.Seq is in the batch.
 		if r.busy {
@@ -247,9 +298,8 @@ func (ix *index) next(limit int) *store.Batch {
 
 // inFlightRecordsLocked lists the records of the batch in flight.
 func (ix *index) inFlightRecordsLocked() []*record {
-	var recs []*record
-	for e := ix.order.Front(); e != nil; e = e.Next() {
-		r := e.Value.(*record)
+	recs := make([]*record, 0, len(ix.inflight.Messages))
+	for r := ix.order.front; r != nil; r = r.next {
 		if r.seq > ix.inflight.Seq {
 			break
 		}
@@ -322,8 +372,7 @@ func (ix *index) discard(ctx context.Context, seq uint64, drop func([]*record) e
 }
 
 func (ix *index) busyUpToLocked(seq uint64) bool {
-	for e := ix.order.Front(); e != nil; e = e.Next() {
-		r := e.Value.(*record)
+	for r := ix.order.front; r != nil; r = r.next {
 		if r.seq > seq {
 			return false
 		}

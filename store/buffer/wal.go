@@ -168,6 +168,9 @@ type WAL struct {
 	// failure is logged once.
 	trimFailing bool
 	space       spaceCache
+	// admitting is succeed's buffer, kept to spare an allocation per
+	// commit.
+	admitting [][]*record
 
 	// Commits counts Badger transactions committed (each one fsync); tests
 	// compare it with the appends to see group commit work.

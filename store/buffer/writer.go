@@ -98,7 +98,7 @@ func (w *WAL) write(group []*walOp, n, size int) {
 		}
 		w.trimFailing = true
 		for _, op := range group {
-			w.answer(op, err)
+			w.fail(op, err)
 		}
 		return
 	}
@@ -214,11 +214,7 @@ func (g *groupTxn) commit() error {
 	if err != nil {
 		return err
 	}
-	for _, op := range g.group {
-		if op.written {
-			g.w.answer(op, nil)
-		}
-	}
+	g.w.succeed(g.group)
 	return nil
 }
 
@@ -348,21 +344,36 @@ func (w *WAL) trimPending() bool {
 	return w.trim.mark > w.trim.written || len(w.trim.dels) > 0
 }
 
-// answer gives op its outcome, once, if it has a waiter; the records of a
-// successful Append are admitted first.
-func (w *WAL) answer(op *walOp, err error) {
+// succeed answers the ops of group that are written and not answered yet.
+// The records of the Appends among them are admitted first, all under one
+// lock, in seq order.
+func (w *WAL) succeed(group []*walOp) {
+	admit := w.admitting[:0]
+	for _, op := range group {
+		if op.written && !op.answered && op.recs != nil {
+			admit = append(admit, op.recs)
+		}
+	}
+	if len(admit) > 0 {
+		w.ix.admitMany(admit)
+	}
+	clear(admit)
+	w.admitting = admit
+	for _, op := range group {
+		if op.written && !op.answered {
+			op.answered = true
+			op.done <- nil
+		}
+	}
+}
+
+// fail answers op with err, once, if it has a waiter.
+func (w *WAL) fail(op *walOp, err error) {
 	if op.done == nil || op.answered {
 		return
 	}
 	op.answered = true
-	if err != nil {
-		op.done <- walError(err)
-		return
-	}
-	if op.recs != nil {
-		w.ix.admit(op.recs, false)
-	}
-	op.done <- nil
+	op.done <- walError(err)
 }
 
 // walError marks a full disk as store.ErrStorageFull. Badger flattens the
