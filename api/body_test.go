@@ -179,3 +179,22 @@ func TestCreateBodies(t *testing.T) {
 		})
 	}
 }
+
+// TestCreateBodyCaseVariants checks the bounds of the values a create
+// keeps when a body names a field twice in different cases: Huma's schema
+// validation checks the field of the exact name, but encoding/json keeps
+// the last, which must be within bounds too.
+func TestCreateBodyCaseVariants(t *testing.T) {
+	fs := newFakeStore()
+	srv := start(t, api.Deps{Store: fs}, api.Config{})
+	for _, c := range []struct{ body, want string }{
+		{`{"channel":"c","payload":1,"max_attempts":5,"MAX_ATTEMPTS":5000}`, "body.max_attempts"},
+		{`{"channel":"c","payload":1,"max_attempts":5,"Max_Attempts":-1}`, "body.max_attempts"},
+		{`{"channel":"c","payload":1,"dedup_key":"k","Dedup_Key":"` + strings.Repeat("k", 257) + `"}`, "body.dedup_key"},
+		{`{"channel":"c","payload":1,"Channel":"a b"}`, "body.channel"},
+	} {
+		requireProblem(t, srv.do(t, keyProduce, "POST", "/v1/message", c.body), 422, c.want)
+		requireProblem(t, srv.do(t, keyProduce, "POST", "/v1/messages", `{"messages":[`+c.body+`]}`), 422, strings.Replace(c.want, "body.", "body.messages[0].", 1))
+	}
+	require.Zero(t, fs.writeCount())
+}

@@ -55,7 +55,13 @@ type CreatedMessage struct {
 type createMessageInput struct {
 	Durability     string `query:"durability" enum:"buffered,committed" default:"buffered" doc:"committed: answer once the message is in the database, not only in the node's write-ahead log."`
 	IdempotencyKey string `header:"Idempotency-Key" maxLength:"256" doc:"Same as dedup_key."`
-	Body           MessageIn
+	RawBody        []byte
+	body           MessageIn // RawBody, decoded by Resolve
+}
+
+// Resolve decodes and validates the body (see readBody).
+func (in *createMessageInput) Resolve(ctx huma.Context) []error {
+	return readBody(ctx, in.RawBody, &in.body, decodeMessage)
 }
 
 type createMessageOutput struct {
@@ -74,9 +80,13 @@ type BatchResult struct {
 
 type createMessagesInput struct {
 	Durability string `query:"durability" enum:"buffered,committed" default:"buffered" doc:"committed: answer once the messages are in the database."`
-	Body       struct {
-		Messages []MessageIn `json:"messages" minItems:"1" maxItems:"1000" doc:"1 to 1000 messages."`
-	}
+	RawBody    []byte
+	body       createMessagesBody // RawBody, decoded by Resolve
+}
+
+// Resolve decodes and validates the body (see readBody).
+func (in *createMessagesInput) Resolve(ctx huma.Context) []error {
+	return readBody(ctx, in.RawBody, &in.body, decodeBatch)
 }
 
 // BatchResults answers a batch create.
@@ -138,7 +148,7 @@ func (s *server) registerProducer(a huma.API) {
 	schemaOf := func(t reflect.Type) map[string]*huma.MediaType {
 		return map[string]*huma.MediaType{"application/json": {Schema: a.OpenAPI().Components.Schemas.Schema(t, true, "")}}
 	}
-	huma.Register(a, huma.Operation{
+	registerWithBody[createMessageInput, createMessageOutput, MessageIn](a, huma.Operation{
 		OperationID:   "create-message",
 		Method:        http.MethodPost,
 		Path:          "/v1/message",
@@ -155,7 +165,7 @@ func (s *server) registerProducer(a huma.API) {
 		}},
 	}, s.createMessage)
 
-	huma.Register(a, huma.Operation{
+	registerWithBody[createMessagesInput, createMessagesOutput, createMessagesBody](a, huma.Operation{
 		OperationID:   "create-messages",
 		Method:        http.MethodPost,
 		Path:          "/v1/messages",
@@ -224,6 +234,15 @@ func (s *server) newMessage(prefix string, in *MessageIn, headerKey string, now 
 	}
 	if strings.ContainsRune(in.DedupKey, 0) {
 		bad = append(bad, field(prefix+"dedup_key", errNUL, in.DedupKey))
+	}
+	// The schema bounds these too, but Huma checks the field of the exact
+	// name, and encoding/json may keep another: {"max_attempts":5,
+	// "MAX_ATTEMPTS":5000}.
+	if in.MaxAttempts < 0 || in.MaxAttempts > 1000 {
+		bad = append(bad, field(prefix+"max_attempts", "must be 1 to 1000", in.MaxAttempts))
+	}
+	if utf8.RuneCountInString(in.DedupKey) > 256 {
+		bad = append(bad, field(prefix+"dedup_key", "must be at most 256 characters", in.DedupKey))
 	}
 	at := now
 	switch {
@@ -325,7 +344,7 @@ func (s *server) insert(ctx context.Context, msgs []*store.Message, durability s
 
 func (s *server) createMessage(ctx context.Context, in *createMessageInput) (*createMessageOutput, error) {
 	now := s.now()
-	m, bad, err := s.newMessage("body.", &in.Body, in.IdempotencyKey, now)
+	m, bad, err := s.newMessage("body.", &in.body, in.IdempotencyKey, now)
 	if err != nil {
 		return nil, err
 	}
@@ -358,15 +377,15 @@ func (s *server) createMessage(ctx context.Context, in *createMessageInput) (*cr
 }
 
 func (s *server) createMessages(ctx context.Context, in *createMessagesInput) (*createMessagesOutput, error) {
-	if len(in.Body.Messages) == 0 {
+	if len(in.body.Messages) == 0 {
 		// minItems does not catch "messages": null.
 		return nil, invalid(field("body.messages", "give 1 to 1000 messages", nil))
 	}
 	now := s.now()
-	msgs := make([]*store.Message, len(in.Body.Messages))
+	msgs := make([]*store.Message, len(in.body.Messages))
 	var bad []*huma.ErrorDetail
-	for i := range in.Body.Messages {
-		m, b, err := s.newMessage(fmt.Sprintf("body.messages[%d].", i), &in.Body.Messages[i], "", now)
+	for i := range in.body.Messages {
+		m, b, err := s.newMessage(fmt.Sprintf("body.messages[%d].", i), &in.body.Messages[i], "", now)
 		if err != nil {
 			return nil, err
 		}
