@@ -238,8 +238,10 @@ func TestWALErrorDiskFull(t *testing.T) {
 	require.NotErrorIs(t, walError(errors.New("boom")), store.ErrStorageFull)
 }
 
-// TestWALCrash kills a process that appends in a loop and checks that every
-// append it acknowledged survives.
+// TestWALCrash kills a process that appends, deletes, updates and flushes
+// in a loop, and checks that the WAL holds every append it acknowledged,
+// unless it was deleted or handed to the database, with its latest
+// acknowledged update, and none it acknowledged as deleted.
 func TestWALCrash(t *testing.T) {
 	if testing.Short() {
 		t.Skip("skipped under -short: it starts a child process and kills it")
@@ -252,7 +254,12 @@ func TestWALCrash(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
 
-	var acked []uuid.UUID
+	var (
+		appended []uuid.UUID
+		deleted  = map[uuid.UUID]bool{}
+		flushed  = map[uuid.UUID]bool{}
+		updated  = map[uuid.UUID]int{}
+	)
 	r := bufio.NewReader(out)
 	killed := false
 	for {
@@ -262,12 +269,29 @@ func TestWALCrash(t *testing.T) {
 			require.ErrorIs(t, err, io.EOF)
 			break
 		}
-		id, perr := uuid.Parse(strings.TrimSpace(line))
-		if perr != nil {
+		var (
+			op      string
+			idText  string
+			attempt int
+		)
+		if n, _ := fmt.Sscan(line, &op, &idText, &attempt); n < 2 {
 			continue // the test framework's own output
 		}
-		acked = append(acked, id)
-		if len(acked) == 2000 && !killed {
+		id, perr := uuid.Parse(idText)
+		if perr != nil {
+			continue
+		}
+		switch op {
+		case "a":
+			appended = append(appended, id)
+		case "d":
+			deleted[id] = true
+		case "f":
+			flushed[id] = true
+		case "u":
+			updated[id] = attempt
+		}
+		if len(appended) == 2000 && !killed {
 			require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
 			killed = true
 		}
@@ -276,15 +300,39 @@ func TestWALCrash(t *testing.T) {
 	require.True(t, killed, "the child stopped before it was killed")
 
 	w := openWAL(t, WALConfig{Dir: dir})
-	for _, id := range acked {
-		_, ok := w.Get(id)
-		require.True(t, ok, "acknowledged %s is lost", id)
+	for _, id := range appended {
+		m, ok := w.Get(id)
+		switch {
+		case deleted[id]:
+			require.False(t, ok, "deleted %s is back", id)
+		case !ok:
+			// A batch the database has may or may not come back: its trim
+			// needs no fsync.
+			require.True(t, flushed[id], "acknowledged %s is lost", id)
+		case updated[id] > 0:
+			require.GreaterOrEqual(t, m.Attempts, updated[id], "the update of %s is lost", id)
+		}
 	}
-	t.Logf("%d acknowledged, %d in the WAL after the kill", len(acked), w.Stats().Depth)
+	t.Logf("%d appended, %d deleted, %d updated, %d flushed; %d in the WAL after the kill",
+		len(appended), len(deleted), len(updated), len(flushed), w.Stats().Depth)
 }
 
-// TestHelperProcess is TestWALCrash's child: it appends until killed and
-// prints the id of every acknowledged append.
+// printSink is a database that prints the id of every message it is given
+// (before the flusher's Commit) and keeps nothing.
+type printSink struct{ print func(format string, args ...any) }
+
+func (s printSink) MessageInsertMany(_ context.Context, p *store.MessageInsertManyParams) (*store.MessageInsertManyResult, error) {
+	for _, m := range p.Messages {
+		s.print("f %s\n", m.ID)
+	}
+	return &store.MessageInsertManyResult{Inserted: len(p.Messages)}, nil
+}
+
+func (printSink) FlushMark(context.Context, string) (uint64, error) { return 0, nil }
+
+// TestHelperProcess is TestWALCrash's child: until it is killed, it appends
+// one to three messages at a time, deletes or updates some of them, and
+// flushes, printing every acknowledged change.
 func TestHelperProcess(t *testing.T) {
 	dir := os.Getenv("SMQ_WAL_CRASH_DIR")
 	if dir == "" {
@@ -293,20 +341,54 @@ func TestHelperProcess(t *testing.T) {
 	w, err := OpenWAL(WALConfig{Dir: dir, Logger: discardLogger})
 	require.NoError(t, err)
 	var mu sync.Mutex // one line per write
-	for range 8 {
+	say := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		fmt.Fprintf(os.Stdout, format, args...)
+	}
+	check := func(what string, err error) {
+		if err != nil {
+			fmt.Fprintln(os.Stderr, what+":", err)
+			os.Exit(3)
+		}
+	}
+	ctx := context.Background()
+	ids := make(chan uuid.UUID, 1000)
+	for g := range 8 {
 		go func() {
-			for {
-				m := newMessage(0)
-				if err := w.Append(context.Background(), []*store.Message{m}); err != nil {
-					fmt.Fprintln(os.Stderr, "append:", err)
-					os.Exit(3)
+			for i := 0; ; i++ {
+				msgs := newMessages(1 + (g+i)%3)
+				check("append", w.Append(ctx, msgs))
+				for _, m := range msgs {
+					say("a %s\n", m.ID)
+					select {
+					case ids <- m.ID:
+					default:
+					}
 				}
-				mu.Lock()
-				fmt.Fprintln(os.Stdout, m.ID)
-				mu.Unlock()
 			}
 		}()
 	}
+	go func() {
+		for attempt := 1; ; attempt++ {
+			id := <-ids
+			if attempt%3 == 0 {
+				ok, err := w.Delete(ctx, id)
+				check("delete", err)
+				if ok {
+					say("d %s\n", id)
+				}
+				continue
+			}
+			_, ok, err := w.Update(ctx, id, func(m *store.Message) { m.Attempts = attempt })
+			check("update", err)
+			if ok {
+				say("u %s %d\n", id, attempt)
+			}
+		}
+	}()
+	f := NewFlusher(w, printSink{say}, FlusherConfig{Node: "crash", Interval: 5 * time.Millisecond, Logger: discardLogger})
+	go func() { check("flush", f.Run(ctx, nil)) }()
 	// The parent kills us; if it died instead, do not run forever.
 	time.Sleep(2 * time.Minute)
 	os.Exit(4)
