@@ -319,7 +319,9 @@ func TestWALCrash(t *testing.T) {
 
 // printSink is a database that prints the id of every message it is given
 // (before the flusher's Commit) and keeps nothing.
-type printSink struct{ print func(format string, args ...any) }
+type printSink struct {
+	print func(format string, args ...any)
+}
 
 func (s printSink) MessageInsertMany(_ context.Context, p *store.MessageInsertManyParams) (*store.MessageInsertManyResult, error) {
 	for _, m := range p.Messages {
