@@ -49,8 +49,8 @@ func (s Schedule) set() bool { return len(s.raw) > 0 && !bytes.Equal(s.raw, []by
 func (s Schedule) time(now time.Time) (time.Time, error) {
 	var t time.Time
 	if s.raw[0] == '"' {
-		var str string
-		if err := json.Unmarshal(s.raw, &str); err != nil {
+		str, err := unquote(s.raw)
+		if err != nil {
 			return time.Time{}, fmt.Errorf("not a string")
 		}
 		parsed, err := time.Parse(time.RFC3339Nano, str)
@@ -117,8 +117,8 @@ func (d Duration) set() bool { return len(d.raw) > 0 && !bytes.Equal(d.raw, []by
 func (d Duration) duration(lo, hi time.Duration) (time.Duration, error) {
 	var v time.Duration
 	if d.raw[0] == '"' {
-		var str string
-		if err := json.Unmarshal(d.raw, &str); err != nil {
+		str, err := unquote(d.raw)
+		if err != nil {
 			return 0, fmt.Errorf("not a string")
 		}
 		parsed, err := time.ParseDuration(str)
@@ -142,6 +142,22 @@ func (d Duration) duration(lo, hi time.Duration) (time.Duration, error) {
 		return 0, fmt.Errorf("must be between %s and %s", fmtDuration(lo), fmtDuration(hi))
 	}
 	return v, nil
+}
+
+// unquote returns the JSON string raw: at once when it is printable ASCII
+// without escapes, as a time or a duration mostly is, else with
+// encoding/json.
+func unquote(raw []byte) (string, error) {
+	plain := len(raw) >= 2 && raw[len(raw)-1] == '"'
+	for i := 1; plain && i < len(raw)-1; i++ {
+		plain = raw[i] >= 0x20 && raw[i] < 0x80 && raw[i] != '"' && raw[i] != '\\'
+	}
+	if plain {
+		return string(raw[1 : len(raw)-1]), nil
+	}
+	var s string
+	err := json.Unmarshal(raw, &s)
+	return s, err
 }
 
 // fmtDuration writes bounds the way people say them.

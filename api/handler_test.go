@@ -337,6 +337,19 @@ func TestMetrics(t *testing.T) {
 	require.Contains(t, body, `go_goroutines`)
 }
 
+// TestMetricsBatch checks the created count of a batch: by channel, dedup
+// hits excluded.
+func TestMetricsBatch(t *testing.T) {
+	srv := start(t, api.Deps{Store: newFakeStore(), Buffer: newFakeBuffer()}, api.Config{})
+	require.Equal(t, 201, srv.do(t, keyAll, "POST", "/v1/message", `{"channel":"a","payload":1,"dedup_key":"k"}`).Status)
+	r := srv.do(t, keyAll, "POST", "/v1/messages", `{"messages":[{"channel":"a","payload":1},{"channel":"a","payload":2},`+
+		`{"channel":"b","payload":3},{"channel":"a","payload":4,"dedup_key":"k"},{"channel":"a","payload":5}]}`)
+	require.Equal(t, 201, r.Status, "body: %s", r.Body)
+	body := string(srv.do(t, keyAdmin, "GET", "/metrics", nil).Body)
+	require.Contains(t, body, `smq_messages_created_total{channel="a"} 4`)
+	require.Contains(t, body, `smq_messages_created_total{channel="b"} 1`)
+}
+
 // TestHealth checks the node report cmd wires in.
 func TestHealth(t *testing.T) {
 	var ready atomic.Bool

@@ -216,48 +216,56 @@ func (s *server) registerProducer(a huma.API) {
 	}, s.deleteMessage)
 }
 
-// newMessage validates in (at location prefix) and builds the message to
-// store. It returns the field errors, or a 413 error for the payload.
-func (s *server) newMessage(prefix string, in *MessageIn, headerKey string, now time.Time) (*store.Message, []*huma.ErrorDetail, error) {
+// newMessage validates in and fills m, the message to store. index is the
+// message's place in a batch, or -1 for a single create: it names the
+// fields in errors. It returns the field errors, or a 413 error for the
+// payload.
+func (s *server) newMessage(m *store.Message, index int, in *MessageIn, headerKey string, now time.Time) ([]*huma.ErrorDetail, error) {
+	loc := func(name string) string {
+		if index < 0 {
+			return "body." + name
+		}
+		return fmt.Sprintf("body.messages[%d].%s", index, name)
+	}
 	var bad []*huma.ErrorDetail
-	if !store.ValidChannel(in.Channel) {
-		bad = append(bad, field(prefix+"channel", "must be 1 to 128 of A-Z a-z 0-9 . _ -", in.Channel))
+	if !validChannel(in.Channel) {
+		bad = append(bad, field(loc("channel"), "must be 1 to 128 of A-Z a-z 0-9 . _ -", in.Channel))
 	}
 	if n := int64(len(in.Payload)); n > s.d.MaxPayload {
-		return nil, nil, huma.Error413RequestEntityTooLarge(
-			fmt.Sprintf("%spayload is %d bytes, over the %d-byte limit", prefix, n, s.d.MaxPayload))
+		return nil, huma.Error413RequestEntityTooLarge(
+			fmt.Sprintf("%s is %d bytes, over the %d-byte limit", loc("payload"), n, s.d.MaxPayload))
 	}
 	if len(in.Payload) == 0 {
-		bad = append(bad, field(prefix+"payload", "is required", nil))
+		bad = append(bad, field(loc("payload"), "is required", nil))
 	} else if !utf8.Valid(in.Payload) {
-		bad = append(bad, field(prefix+"payload", errNotUTF8, nil))
+		bad = append(bad, field(loc("payload"), errNotUTF8, nil))
 	}
 	if strings.ContainsRune(in.DedupKey, 0) {
-		bad = append(bad, field(prefix+"dedup_key", errNUL, in.DedupKey))
+		bad = append(bad, field(loc("dedup_key"), errNUL, in.DedupKey))
 	}
 	// The schema bounds these too, but Huma checks the field of the exact
 	// name, and encoding/json may keep another: {"max_attempts":5,
 	// "MAX_ATTEMPTS":5000}.
 	if in.MaxAttempts < 0 || in.MaxAttempts > 1000 {
-		bad = append(bad, field(prefix+"max_attempts", "must be 1 to 1000", in.MaxAttempts))
+		bad = append(bad, field(loc("max_attempts"), "must be 1 to 1000", in.MaxAttempts))
 	}
 	if utf8.RuneCountInString(in.DedupKey) > 256 {
-		bad = append(bad, field(prefix+"dedup_key", "must be at most 256 characters", in.DedupKey))
+		bad = append(bad, field(loc("dedup_key"), "must be at most 256 characters", in.DedupKey))
 	}
 	at := now
 	switch {
 	case in.ScheduledAt.set() && in.Delay.set():
-		bad = append(bad, field(prefix+"delay", "give scheduled_at or delay, not both", in.Delay.raw))
+		bad = append(bad, field(loc("delay"), "give scheduled_at or delay, not both", in.Delay.raw))
 	case in.ScheduledAt.set():
 		t, err := in.ScheduledAt.time(now)
 		if err != nil {
-			bad = append(bad, field(prefix+"scheduled_at", err.Error(), in.ScheduledAt.raw))
+			bad = append(bad, field(loc("scheduled_at"), err.Error(), in.ScheduledAt.raw))
 		}
 		at = t
 	case in.Delay.set():
 		d, err := in.Delay.duration(0, MaxAhead)
 		if err != nil {
-			bad = append(bad, field(prefix+"delay", err.Error(), in.Delay.raw))
+			bad = append(bad, field(loc("delay"), err.Error(), in.Delay.raw))
 		}
 		at = now.Add(d)
 	}
@@ -273,13 +281,13 @@ func (s *server) newMessage(prefix string, in *MessageIn, headerKey string, now 
 		maxAttempts = 10
 	}
 	if len(bad) > 0 {
-		return nil, bad, nil
+		return bad, nil
 	}
 	id, err := uuid.NewV7()
 	if err != nil {
-		return nil, nil, fmt.Errorf("message id: %w", err)
+		return nil, fmt.Errorf("message id: %w", err)
 	}
-	return &store.Message{
+	*m = store.Message{
 		ID:          id,
 		Channel:     in.Channel,
 		Payload:     in.Payload,
@@ -290,7 +298,8 @@ func (s *server) newMessage(prefix string, in *MessageIn, headerKey string, now 
 		UpdatedAt:   now,
 		Region:      s.d.Region,
 		DedupKey:    dedup,
-	}, nil, nil
+	}
+	return nil, nil
 }
 
 // buffered reports whether m goes to the buffer rather than straight to the
@@ -304,17 +313,22 @@ func (s *server) buffered(m *store.Message, durability string) bool {
 // with one MessageInsertMany. It returns, by index into msgs, the messages
 // that already existed under their dedup key.
 func (s *server) insert(ctx context.Context, msgs []*store.Message, durability string) (map[int]uuid.UUID, error) {
-	var toBuffer, direct []*store.Message
+	toBuffer, direct := msgs, []*store.Message(nil)
 	var directIndex []int
-	for i, m := range msgs {
-		if s.buffered(m, durability) {
-			toBuffer = append(toBuffer, m)
-		} else {
-			direct = append(direct, m)
-			directIndex = append(directIndex, i)
+	if n := s.countBuffered(msgs, durability); n < len(msgs) {
+		toBuffer = make([]*store.Message, 0, n)
+		direct = make([]*store.Message, 0, len(msgs)-n)
+		directIndex = make([]int, 0, len(msgs)-n)
+		for i, m := range msgs {
+			if s.buffered(m, durability) {
+				toBuffer = append(toBuffer, m)
+			} else {
+				direct = append(direct, m)
+				directIndex = append(directIndex, i)
+			}
 		}
 	}
-	existing := map[int]uuid.UUID{}
+	var existing map[int]uuid.UUID
 	// The database first: if the append then fails, a retry of the request
 	// finds the direct messages by their dedup keys and creates nothing
 	// twice, whereas buffered messages have no key to be found by.
@@ -326,6 +340,9 @@ func (s *server) insert(ctx context.Context, msgs []*store.Message, durability s
 			return nil, err
 		}
 		for i, id := range res.Existing {
+			if existing == nil {
+				existing = map[int]uuid.UUID{}
+			}
 			existing[directIndex[i]] = id
 		}
 	}
@@ -334,17 +351,41 @@ func (s *server) insert(ctx context.Context, msgs []*store.Message, durability s
 			return nil, err
 		}
 	}
+	// One counter update per run of messages on one channel: the messages
+	// of a batch mostly share theirs.
+	channel, n := "", 0
 	for i, m := range msgs {
-		if _, ok := existing[i]; !ok {
-			s.metrics.created.WithLabelValues(m.Channel).Inc()
+		if _, ok := existing[i]; ok {
+			continue
 		}
+		if m.Channel != channel && n > 0 {
+			s.metrics.created.WithLabelValues(channel).Add(float64(n))
+			n = 0
+		}
+		channel = m.Channel
+		n++
+	}
+	if n > 0 {
+		s.metrics.created.WithLabelValues(channel).Add(float64(n))
 	}
 	return existing, nil
 }
 
+// countBuffered counts the messages of msgs that go to the buffer.
+func (s *server) countBuffered(msgs []*store.Message, durability string) int {
+	n := 0
+	for _, m := range msgs {
+		if s.buffered(m, durability) {
+			n++
+		}
+	}
+	return n
+}
+
 func (s *server) createMessage(ctx context.Context, in *createMessageInput) (*createMessageOutput, error) {
 	now := s.now()
-	m, bad, err := s.newMessage("body.", &in.body, in.IdempotencyKey, now)
+	m := &store.Message{}
+	bad, err := s.newMessage(m, -1, &in.body, in.IdempotencyKey, now)
 	if err != nil {
 		return nil, err
 	}
@@ -382,15 +423,17 @@ func (s *server) createMessages(ctx context.Context, in *createMessagesInput) (*
 		return nil, invalid(field("body.messages", "give 1 to 1000 messages", nil))
 	}
 	now := s.now()
+	// One allocation for all the messages.
+	backing := make([]store.Message, len(in.body.Messages))
 	msgs := make([]*store.Message, len(in.body.Messages))
 	var bad []*huma.ErrorDetail
 	for i := range in.body.Messages {
-		m, b, err := s.newMessage(fmt.Sprintf("body.messages[%d].", i), &in.body.Messages[i], "", now)
+		msgs[i] = &backing[i]
+		b, err := s.newMessage(msgs[i], i, &in.body.Messages[i], "", now)
 		if err != nil {
 			return nil, err
 		}
 		bad = append(bad, b...)
-		msgs[i] = m
 	}
 	if len(bad) > 0 {
 		return nil, invalid(bad...)
