@@ -134,10 +134,12 @@ type server struct {
 // humaConfig is SMQ's Huma configuration: no `$schema` property and no
 // `Link` header in responses (no link transformer), no built-in docs page
 // (it loads its script from a CDN; NewHandler serves an offline one), the
-// spec at /openapi.{json,yaml} and /openapi-3.0.{json,yaml}.
+// spec at /openapi.{json,yaml} and /openapi-3.0.{json,yaml}, and JSON
+// written by jsonFormat.
 func humaConfig() huma.Config {
 	c := huma.DefaultConfig("SMQ", APIVersion)
 	c.CreateHooks = nil
+	c.Formats = map[string]huma.Format{"application/json": jsonFormat, "json": jsonFormat}
 	c.DocsPath = ""
 	c.SchemasPath = ""
 	c.Info.Description = "SMQ is a scheduled message queue: producers hand it a message, a channel and a time; " +

@@ -1,0 +1,55 @@
+package api
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/require"
+)
+
+// requireSameJSON checks that jsonFormat writes v exactly as Huma's default
+// JSON format (encoding/json) does, or fails as it does.
+func requireSameJSON(t *testing.T, v any) {
+	t.Helper()
+	var want, got bytes.Buffer
+	wantErr := huma.DefaultJSONFormat.Marshal(&want, v)
+	gotErr := jsonFormat.Marshal(&got, v)
+	require.Equal(t, wantErr != nil, gotErr != nil, "errors: %v, %v", wantErr, gotErr)
+	require.Equal(t, want.String(), got.String())
+}
+
+// FuzzAppendJSON holds the create responses' own JSON to encoding/json's.
+func FuzzAppendJSON(f *testing.F) {
+	id := uuid.MustParse("0192f5b4-7d2a-7c4e-9a1b-2f3c4d5e6f70")
+	for _, channel := range []string{"c", "orders.EU_1-x", "", "a\"b\\c", "é\u2028\u2029<>&\x00\x1f\x7f", "\xff"} {
+		f.Add(id[:], channel, "created", int64(1767225600), int64(123456000), 0, true)
+	}
+	f.Add(uuid.Nil[:], "c", "existing", int64(-62135596800), int64(0), 3600, false)
+	f.Add(id[:], "c", "created", int64(253402300800), int64(0), 0, true) // year 10000: MarshalJSON fails
+	f.Add(id[:], "c", "created", int64(1767225600), int64(999999999), -37800, true)
+	f.Fuzz(func(t *testing.T, idBytes []byte, channel, status string, sec, nsec int64, offset int, times bool) {
+		var id uuid.UUID
+		copy(id[:], idBytes)
+		at := time.Unix(sec, nsec).In(time.FixedZone("z", offset%(48*3600)))
+		requireSameJSON(t, CreatedMessage{MessageID: id, Channel: channel, ScheduledAt: at, CreatedAt: at.Add(time.Second)})
+		r := BatchResult{MessageID: id, Channel: channel, Status: status}
+		if times {
+			r.ScheduledAt, r.CreatedAt = &at, &at
+		}
+		later := at.Add(time.Duration(nsec))
+		requireSameJSON(t, BatchResults{Results: []BatchResult{
+			r, {MessageID: id, Channel: "c", Status: "existing"}, r,
+			{MessageID: id, Channel: "c", ScheduledAt: &later, CreatedAt: &at, Status: "created"},
+			{MessageID: id, Channel: "c", ScheduledAt: &at, CreatedAt: &later, Status: "created"},
+		}})
+	})
+}
+
+func TestAppendJSONEmpty(t *testing.T) {
+	requireSameJSON(t, BatchResults{})
+	requireSameJSON(t, BatchResults{Results: []BatchResult{}})
+	requireSameJSON(t, CreatedMessage{})
+}
