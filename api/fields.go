@@ -53,7 +53,7 @@ func (s Schedule) time(now time.Time) (time.Time, error) {
 		if err != nil {
 			return time.Time{}, fmt.Errorf("not a string")
 		}
-		parsed, err := time.Parse(time.RFC3339Nano, str)
+		parsed, err := parseTime(str)
 		if err != nil {
 			return time.Time{}, fmt.Errorf("not an RFC 3339 time such as 2026-01-01T00:00:00Z, nor Unix seconds")
 		}
@@ -121,7 +121,7 @@ func (d Duration) duration(lo, hi time.Duration) (time.Duration, error) {
 		if err != nil {
 			return 0, fmt.Errorf("not a string")
 		}
-		parsed, err := time.ParseDuration(str)
+		parsed, err := time.ParseDuration(string(str))
 		if err != nil {
 			return 0, fmt.Errorf("not a duration such as \"90s\" or \"3h\", nor whole seconds")
 		}
@@ -144,20 +144,32 @@ func (d Duration) duration(lo, hi time.Duration) (time.Duration, error) {
 	return v, nil
 }
 
-// unquote returns the JSON string raw: at once when it is printable ASCII
-// without escapes, as a time or a duration mostly is, else with
-// encoding/json.
-func unquote(raw []byte) (string, error) {
+// unquote returns the contents of the JSON string raw: a slice of raw when
+// it is printable ASCII without escapes, as a time or a duration mostly is,
+// else what encoding/json decodes.
+func unquote(raw []byte) ([]byte, error) {
 	plain := len(raw) >= 2 && raw[len(raw)-1] == '"'
 	for i := 1; plain && i < len(raw)-1; i++ {
 		plain = raw[i] >= 0x20 && raw[i] < 0x80 && raw[i] != '"' && raw[i] != '\\'
 	}
 	if plain {
-		return string(raw[1 : len(raw)-1]), nil
+		return raw[1 : len(raw)-1], nil
 	}
 	var s string
 	err := json.Unmarshal(raw, &s)
-	return s, err
+	return []byte(s), err
+}
+
+// parseTime parses b as time.Parse(time.RFC3339Nano, string(b)) does,
+// without making a string of it when it is a well-formed RFC 3339 time.
+func parseTime(b []byte) (time.Time, error) {
+	var t time.Time
+	// UnmarshalText reads RFC 3339 as Parse does, with the same fast
+	// parser first.
+	if t.UnmarshalText(b) == nil {
+		return t, nil
+	}
+	return time.Parse(time.RFC3339Nano, string(b))
 }
 
 // fmtDuration writes bounds the way people say them.

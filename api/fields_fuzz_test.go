@@ -135,3 +135,21 @@ func FuzzDuration(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseTime holds parseTime to time.Parse(time.RFC3339Nano, …).
+func FuzzParseTime(f *testing.F) {
+	for _, seed := range []string{
+		"2030-06-15T12:30:45Z", "2030-06-15T12:30:45.123456789+05:30", "2030-06-15T12:30:45,5Z", "2030-06-15T1:30:45Z",
+		"2030-06-15T12:30:45+24:00", "2030-06-15T12:30:45.1234567891Z", "2030-06-15 12:30:45Z", "2030-02-30T00:00:00Z",
+		"0000-01-01T00:00:00Z", "9999-12-31T23:59:60Z", "2030-06-15T12:30:45z", "", "tomorrow",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		want, wantErr := time.Parse(time.RFC3339Nano, string(b))
+		got, err := parseTime(b)
+		if (err == nil) != (wantErr == nil) || !got.Equal(want) || got.String() != want.String() {
+			t.Fatalf("%q: parseTime %v, %v; time.Parse %v, %v", b, got, err, want, wantErr)
+		}
+	})
+}

@@ -74,6 +74,24 @@ func TestCreateRouting(t *testing.T) {
 	requireProblem(t, srv.do(t, keyProduce, "GET", "/v1/message/"+id.String(), nil), 404, "not found")
 }
 
+// TestBatchIDs checks the ids of a batch: version 7, distinct, in the
+// order of the messages.
+func TestBatchIDs(t *testing.T) {
+	srv := start(t, api.Deps{Store: newFakeStore(), Buffer: newFakeBuffer()}, api.Config{})
+	r := srv.do(t, keyProduce, "POST", "/v1/messages", batchBody(100))
+	require.Equal(t, 201, r.Status, "body: %s", r.Body)
+	var res api.BatchResults
+	r.Decode(t, &res)
+	require.Len(t, res.Results, 100)
+	var ids []string
+	for _, res := range res.Results {
+		require.Equal(t, uuid.Version(7), res.MessageID.Version())
+		ids = append(ids, res.MessageID.String())
+	}
+	require.True(t, slices.IsSorted(ids), "ids out of order: %v", ids)
+	require.Len(t, slices.Compact(ids), 100, "ids repeat")
+}
+
 func mustJSON(t *testing.T, v any) []byte {
 	t.Helper()
 	b, err := json.Marshal(v)

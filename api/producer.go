@@ -1,7 +1,9 @@
 package api
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -216,10 +218,10 @@ func (s *server) registerProducer(a huma.API) {
 	}, s.deleteMessage)
 }
 
-// newMessage validates in and fills m, the message to store. index is the
-// message's place in a batch, or -1 for a single create: it names the
-// fields in errors. It returns the field errors, or a 413 error for the
-// payload.
+// newMessage validates in and fills m, the message to store, all but its
+// id. index is the message's place in a batch, or -1 for a single create:
+// it names the fields in errors. It returns the field errors, or a 413
+// error for the payload.
 func (s *server) newMessage(m *store.Message, index int, in *MessageIn, headerKey string, now time.Time) ([]*huma.ErrorDetail, error) {
 	loc := func(name string) string {
 		if index < 0 {
@@ -283,12 +285,7 @@ func (s *server) newMessage(m *store.Message, index int, in *MessageIn, headerKe
 	if len(bad) > 0 {
 		return bad, nil
 	}
-	id, err := uuid.NewV7()
-	if err != nil {
-		return nil, fmt.Errorf("message id: %w", err)
-	}
 	*m = store.Message{
-		ID:          id,
 		Channel:     in.Channel,
 		Payload:     in.Payload,
 		Status:      store.StatusPending,
@@ -300,6 +297,24 @@ func (s *server) newMessage(m *store.Message, index int, in *MessageIn, headerKe
 		DedupKey:    dedup,
 	}
 	return nil, nil
+}
+
+// newIDs gives each of msgs a version 7 UUID, with one read of the
+// system's randomness for all of them rather than one each.
+func newIDs(msgs []*store.Message) error {
+	random := make([]byte, 16*len(msgs))
+	if _, err := rand.Read(random); err != nil {
+		return fmt.Errorf("message ids: %w", err)
+	}
+	r := bytes.NewReader(random)
+	for _, m := range msgs {
+		id, err := uuid.NewV7FromReader(r)
+		if err != nil {
+			return fmt.Errorf("message id: %w", err)
+		}
+		m.ID = id
+	}
+	return nil
 }
 
 // buffered reports whether m goes to the buffer rather than straight to the
@@ -392,6 +407,9 @@ func (s *server) createMessage(ctx context.Context, in *createMessageInput) (*cr
 	if len(bad) > 0 {
 		return nil, invalid(bad...)
 	}
+	if m.ID, err = uuid.NewV7(); err != nil {
+		return nil, fmt.Errorf("message id: %w", err)
+	}
 	existing, err := s.insert(ctx, []*store.Message{m}, in.Durability)
 	if err != nil {
 		return nil, s.storeErr(ctx, err, "message")
@@ -437,6 +455,9 @@ func (s *server) createMessages(ctx context.Context, in *createMessagesInput) (*
 	}
 	if len(bad) > 0 {
 		return nil, invalid(bad...)
+	}
+	if err := newIDs(msgs); err != nil {
+		return nil, err
 	}
 	existing, err := s.insert(ctx, msgs, in.Durability)
 	if err != nil {
