@@ -3,6 +3,7 @@ package api
 import (
 	"errors"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -19,10 +20,38 @@ type metrics struct {
 	acked     *prometheus.CounterVec
 	nacked    *prometheus.CounterVec
 	duration  *prometheus.HistogramVec
+
+	// durationMu guards durations, duration's children by operation and
+	// status, kept so that a request need not format and hash its labels.
+	durationMu sync.RWMutex
+	durations  map[durationLabels]prometheus.Observer
+}
+
+type durationLabels struct {
+	operation string
+	status    int
+}
+
+// observeDuration records the duration of a request to operation answered
+// with status.
+func (m *metrics) observeDuration(operation string, status int, d time.Duration) {
+	key := durationLabels{operation, status}
+	m.durationMu.RLock()
+	o, ok := m.durations[key]
+	m.durationMu.RUnlock()
+	if !ok {
+		// Operations and statuses are few: the map stays small.
+		o = m.duration.WithLabelValues(operation, strconv.Itoa(status))
+		m.durationMu.Lock()
+		m.durations[key] = o
+		m.durationMu.Unlock()
+	}
+	o.Observe(d.Seconds())
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	return &metrics{
+		durations: map[durationLabels]prometheus.Observer{},
 		created: registerCollector(reg, prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "smq_messages_created_total",
 			Help: "Messages created (dedup hits excluded), by channel.",
@@ -82,5 +111,5 @@ func (s *server) observe(ctx huma.Context, next func(huma.Context)) {
 		info.operation = op
 	}
 	next(ctx)
-	s.metrics.duration.WithLabelValues(op, strconv.Itoa(ctx.Status())).Observe(time.Since(start).Seconds())
+	s.metrics.observeDuration(op, ctx.Status(), time.Since(start))
 }
