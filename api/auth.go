@@ -176,7 +176,9 @@ func (s *server) authenticate(ctx huma.Context, next func(huma.Context)) {
 		next(ctx)
 		return
 	}
-	if err := s.authError(ctx.Header("api-key"), reqs, infoFrom(ctx.Context())); err != nil {
+	// The canonical name: a header's name is canonicalized for every
+	// lookup, which allocates when it is not canonical already.
+	if err := s.authError(ctx.Header("Api-Key"), reqs, infoFrom(ctx.Context())); err != nil {
 		ctx.SetHeader("Content-Type", "application/problem+json")
 		writeHumaErr(ctx, err)
 		return
@@ -193,7 +195,7 @@ func (s *server) requireScope(scope Scope, h http.Handler) http.Handler {
 			h.ServeHTTP(w, r)
 			return
 		}
-		secret := r.Header.Get("api-key")
+		secret := r.Header.Get("Api-Key")
 		if bearer, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer "); ok && secret == "" {
 			secret = bearer
 		}

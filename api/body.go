@@ -330,8 +330,11 @@ func (r *jsonReader) channelName(dst *string) bool {
 
 // validChannel reports whether name is 1 to 128 of A-Z a-z 0-9 . _ -, the
 // pattern of MessageIn.Channel and store.ValidChannel.
-func validChannel[S string | []byte](name S) bool {
-	if len(name) == 0 || len(name) > 128 {
+func validChannel[S string | []byte](name S) bool { return validName(name, 128) }
+
+// validName reports whether name is 1 to maxLen of A-Z a-z 0-9 . _ -.
+func validName[S string | []byte](name S, maxLen int) bool {
+	if len(name) == 0 || len(name) > maxLen {
 		return false
 	}
 	for i := range len(name) {

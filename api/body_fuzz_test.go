@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -113,13 +114,16 @@ func TestDecodeTakes(t *testing.T) {
 	}
 }
 
-// FuzzValidChannel holds validChannel to store.ValidChannel.
+// FuzzValidChannel holds validChannel to store.ValidChannel, and validName
+// for request ids to the pattern it replaced.
 func FuzzValidChannel(f *testing.F) {
-	for _, s := range []string{"", "c", "a.B_c-9", "a b", "é", strings.Repeat("c", 128), strings.Repeat("c", 129), "c\n", "c\x00"} {
+	for _, s := range []string{"", "c", "a.B_c-9", "a b", "é", strings.Repeat("c", 64), strings.Repeat("c", 65), strings.Repeat("c", 128), strings.Repeat("c", 129), "c\n", "c\x00"} {
 		f.Add(s)
 	}
+	requestID := regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 	f.Fuzz(func(t *testing.T, name string) {
 		require.Equal(t, store.ValidChannel(name), validChannel(name), "%q", name)
 		require.Equal(t, store.ValidChannel(name), validChannel([]byte(name)), "%q", name)
+		require.Equal(t, requestID.MatchString(name), validName(name, 64), "%q", name)
 	})
 }

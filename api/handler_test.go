@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -407,4 +408,52 @@ func TestHealth(t *testing.T) {
 	require.Equal(t, "dial tcp: refused", out.Node.Layers.Temporal.Reason)
 	require.Equal(t, 3, out.Node.Layers.Buffer.Depth)
 	require.EqualValues(t, 7, out.Node.Layers.Buffer.Flushed)
+}
+
+// TestAccessLogLine pins the access log line: its fields, in order, and
+// the source for a handler that reports it.
+func TestAccessLogLine(t *testing.T) {
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{AddSource: true})).With("node", "n1")
+	srv := start(t, api.Deps{Store: newFakeStore(), Logger: logger}, api.Config{})
+	r := srv.do(t, keyProduce, "POST", "/v1/message", `{"channel":"c","payload":1}`, "X-Request-Id", "client-id-1")
+	require.Equal(t, 201, r.Status)
+	r = srv.do(t, "", "GET", "/v1/nothing", nil, "X-Request-Id", "client-id-2")
+	require.Equal(t, 404, r.Status)
+
+	lines := strings.Split(strings.TrimSpace(logs.String()), "\n")
+	require.Len(t, lines, 2, "%s", logs)
+	for i, want := range []struct {
+		fields string
+		values map[string]any
+	}{
+		{"time level source msg node method path status bytes duration remote operation key request_id", map[string]any{
+			"level": "INFO", "msg": "request", "node": "n1", "method": "POST", "path": "/v1/message", "status": float64(201),
+			"operation": "create-message", "key": "producer", "request_id": "client-id-1",
+		}},
+		{"time level source msg node method path status bytes duration remote request_id", map[string]any{
+			"level": "INFO", "msg": "request", "method": "GET", "path": "/v1/nothing", "status": float64(404), "request_id": "client-id-2",
+		}},
+	} {
+		dec := json.NewDecoder(strings.NewReader(lines[i]))
+		_, err := dec.Token()
+		require.NoError(t, err)
+		var fields []string
+		for dec.More() {
+			tok, err := dec.Token()
+			require.NoError(t, err)
+			fields = append(fields, tok.(string))
+			var skip json.RawMessage
+			require.NoError(t, dec.Decode(&skip))
+		}
+		require.Equal(t, want.fields, strings.Join(fields, " "), "line %s", lines[i])
+		var line map[string]any
+		require.NoError(t, json.Unmarshal([]byte(lines[i]), &line))
+		for k, v := range want.values {
+			require.Equal(t, v, line[k], "%s in %s", k, lines[i])
+		}
+		source := line["source"].(map[string]any)
+		require.Contains(t, source["function"], "api.NewHandler.accessLog")
+		require.True(t, strings.HasSuffix(source["file"].(string), "api/middleware.go"), "source %v", source)
+	}
 }

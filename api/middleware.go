@@ -2,13 +2,15 @@ package api
 
 import (
 	"context"
-	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
-	"regexp"
+	"runtime"
 	"runtime/debug"
+	"sync/atomic"
 	"time"
 )
 
@@ -36,25 +38,45 @@ func RequestID(ctx context.Context) string {
 	return ""
 }
 
-// clientRequestID is an X-Request-Id a client may choose; anything else is
-// replaced, so that logs never carry arbitrary client text.
-var clientRequestID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
-
-// requestID gives every request an id (the client's X-Request-Id when
-// well-formed), returns it in the X-Request-Id response header, and puts it
-// in the context, where LogHandler finds it.
+// requestID gives every request an id (the client's X-Request-Id when it
+// is 1 to 64 of A-Z a-z 0-9 . _ -; anything else is replaced, so that logs
+// never carry arbitrary client text), returns it in the X-Request-Id
+// response header, and puts it in the context, where LogHandler finds it.
 func requestID(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		id := r.Header.Get("X-Request-Id")
-		if !clientRequestID.MatchString(id) {
-			var b [12]byte
-			_, _ = rand.Read(b[:])
-			id = hex.EncodeToString(b[:])
+		if !validName(id, 64) {
+			id = newRequestID()
 		}
-		w.Header().Set("X-Request-Id", id)
-		ctx := context.WithValue(r.Context(), requestInfoKey{}, &requestInfo{id: id})
-		next.ServeHTTP(w, r.WithContext(ctx))
+		// The key is canonical: Set would canonicalize it again.
+		w.Header()["X-Request-Id"] = []string{id}
+		next.ServeHTTP(w, r.WithContext(&requestContext{Context: r.Context(), info: requestInfo{id: id}}))
 	})
+}
+
+// newRequestID returns 24 random hex digits. A request id must be unique,
+// not secret: math/rand/v2's generator (ChaCha8, seeded from the system's
+// randomness) is enough, and needs no system call.
+func newRequestID() string {
+	var b [12]byte
+	binary.LittleEndian.PutUint64(b[:8], rand.Uint64())
+	binary.LittleEndian.PutUint32(b[8:], rand.Uint32())
+	return hex.EncodeToString(b[:])
+}
+
+// requestContext is a request's context with its requestInfo: one
+// allocation, where context.WithValue and the info were two.
+type requestContext struct {
+	context.Context
+	info requestInfo
+}
+
+// Value returns the request's info for requestInfoKey.
+func (c *requestContext) Value(key any) any {
+	if key == (requestInfoKey{}) {
+		return &c.info
+	}
+	return c.Context.Value(key)
 }
 
 // LogHandler wraps h so that every record logged with a request's context
@@ -122,31 +144,56 @@ func (w *statusWriter) Flush() {
 // accessLog logs one line per request: never a header value, so never a
 // key.
 func accessLog(log *slog.Logger) func(http.Handler) http.Handler {
+	// The line is handed to the handler under LogHandler with request_id
+	// already last, as LogHandler would add it: the record grows once, not
+	// twice.
+	h := log.Handler()
+	if lh, ok := h.(logHandler); ok {
+		h = lh.Handler
+	}
+	// pc is where the line is logged, for handlers that report the
+	// source; slog.Logger would look it up for every line.
+	var pc atomic.Uintptr
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			start := time.Now()
 			sw := &statusWriter{ResponseWriter: w}
 			next.ServeHTTP(sw, r)
-			info := infoFrom(r.Context())
+			ctx := r.Context()
 			level := slog.LevelInfo
 			if sw.status >= 500 {
 				level = slog.LevelWarn
 			}
-			attrs := []slog.Attr{
+			if !h.Enabled(ctx, level) {
+				return
+			}
+			attrs := make([]slog.Attr, 0, 9)
+			attrs = append(attrs,
 				slog.String("method", r.Method),
 				slog.String("path", r.URL.Path),
 				slog.Int("status", sw.status),
 				slog.Int64("bytes", sw.bytes),
 				slog.Duration("duration", time.Since(start)),
 				slog.String("remote", r.RemoteAddr),
-			}
+			)
+			info := infoFrom(ctx)
 			if info != nil && info.operation != "" {
 				attrs = append(attrs, slog.String("operation", info.operation))
 			}
 			if info != nil && info.key != "" {
 				attrs = append(attrs, slog.String("key", info.key))
 			}
-			log.LogAttrs(r.Context(), level, "request", attrs...)
+			if info != nil && info.id != "" {
+				attrs = append(attrs, slog.String("request_id", info.id))
+			}
+			if pc.Load() == 0 {
+				var pcs [1]uintptr
+				runtime.Callers(1, pcs[:])
+				pc.Store(pcs[0])
+			}
+			rec := slog.NewRecord(time.Now(), level, "request", pc.Load())
+			rec.AddAttrs(attrs...)
+			_ = h.Handle(ctx, rec)
 		})
 	}
 }
