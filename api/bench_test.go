@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+
 	"github.com/smq/smq/api"
 	"github.com/smq/smq/store"
 )
@@ -37,8 +39,9 @@ func benchMessage(at time.Time) []byte {
 }
 
 // benchServe sends body to path b.N times through the whole handler (auth,
-// access log, metrics) with the buffer discarding what it takes.
-func benchServe(b *testing.B, path string, body []byte) {
+// access log, metrics) with the buffer discarding what it takes, and
+// expects status.
+func benchServe(b *testing.B, path string, body []byte, status int) {
 	h := api.NewHandler(api.Deps{
 		Store:  newFakeStore(),
 		Buffer: discardBuffer{newFakeBuffer()},
@@ -50,7 +53,7 @@ func benchServe(b *testing.B, path string, body []byte) {
 	req.Body = io.NopCloser(rd)
 	req.ContentLength = int64(len(body))
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("api-key", keyProduce)
+	req.Header.Set("api-key", keyAll)
 	w := &benchWriter{header: http.Header{}}
 	b.SetBytes(int64(len(body)))
 	b.ReportAllocs()
@@ -59,7 +62,7 @@ func benchServe(b *testing.B, path string, body []byte) {
 		clear(w.header)
 		w.status = 0
 		h.ServeHTTP(w, req)
-		if w.status != http.StatusCreated {
+		if w.status != status {
 			b.Fatalf("status %d", w.status)
 		}
 	}
@@ -67,7 +70,7 @@ func benchServe(b *testing.B, path string, body []byte) {
 
 // BenchmarkCreate is POST /v1/message to the buffer.
 func BenchmarkCreate(b *testing.B) {
-	benchServe(b, "/v1/message", benchMessage(time.Now().Add(time.Hour)))
+	benchServe(b, "/v1/message", benchMessage(time.Now().Add(time.Hour)), http.StatusCreated)
 }
 
 // BenchmarkCreateBatch1000 is POST /v1/messages of 1000 messages to the
@@ -82,5 +85,27 @@ func BenchmarkCreateBatch1000(b *testing.B) {
 		body = append(body, benchMessage(at.Add(time.Duration(i)*time.Millisecond))...)
 	}
 	body = append(body, "]}"...)
-	benchServe(b, "/v1/messages", body)
+	benchServe(b, "/v1/messages", body, http.StatusCreated)
+}
+
+// BenchmarkAck1000 is POST /v1/messages/ack of 1000 message ids.
+func BenchmarkAck1000(b *testing.B) {
+	benchServe(b, "/v1/messages/ack", leaseBody("message_ids", 1000, ""), http.StatusOK)
+}
+
+// BenchmarkNack1000 is POST /v1/messages/nack of 1000 message ids.
+func BenchmarkNack1000(b *testing.B) {
+	benchServe(b, "/v1/messages/nack", leaseBody("message_ids", 1000, `,"delay":"30s","reason":"downstream timed out"`), http.StatusOK)
+}
+
+// leaseBody is an ack or nack body of n ids in field, and more fields.
+func leaseBody(field string, n int, more string) []byte {
+	body := []byte(`{"` + field + `":[`)
+	for i := range n {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, `"`+uuid.Must(uuid.NewV7()).String()+`"`...)
+	}
+	return append(append(body, ']'), more+"}"...)
 }
