@@ -3,6 +3,7 @@ package api_test
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -151,33 +152,41 @@ func TestCreateBodies(t *testing.T) {
 			name = name[:60]
 		}
 		t.Run(fmt.Sprintf("%d %s", i, name), func(t *testing.T) {
-			req := httptest.NewRequest("POST", c.path, strings.NewReader(c.body))
-			if c.contentType != "-" {
-				req.Header.Set("Content-Type", c.contentType)
-			}
-			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, req)
-			require.Equal(t, c.status, rec.Code, "body: %.500s", rec.Body)
-			if c.status < 300 {
-				return
-			}
-			require.Equal(t, "application/problem+json", rec.Header().Get("Content-Type"))
-			var p struct {
-				Status int
-				Detail string
-				Errors []struct{ Location, Message string }
-			}
-			require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &p))
-			require.Equal(t, c.status, p.Status)
-			require.Equal(t, c.detail, p.Detail)
-			var got []string
-			for _, e := range p.Errors {
-				got = append(got, e.Location+": "+e.Message)
-			}
-			slices.Sort(got)
-			require.Equal(t, c.errors, got)
+			requireAnswer(t, h, c.path, c.contentType, c.body, c.status, c.detail, c.errors)
 		})
 	}
+}
+
+// requireAnswer sends body to path with contentType ("-" for none) and
+// checks the status, and for a problem its detail and its errors'
+// locations and messages, sorted.
+func requireAnswer(t *testing.T, h http.Handler, path, contentType, body string, status int, detail string, errors []string) {
+	t.Helper()
+	req := httptest.NewRequest("POST", path, strings.NewReader(body))
+	if contentType != "-" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	require.Equal(t, status, rec.Code, "body: %.500s", rec.Body)
+	if status < 300 {
+		return
+	}
+	require.Equal(t, "application/problem+json", rec.Header().Get("Content-Type"))
+	var p struct {
+		Status int
+		Detail string
+		Errors []struct{ Location, Message string }
+	}
+	require.NoError(t, json.Unmarshal(rec.Body.Bytes(), &p))
+	require.Equal(t, status, p.Status)
+	require.Equal(t, detail, p.Detail)
+	var got []string
+	for _, e := range p.Errors {
+		got = append(got, e.Location+": "+e.Message)
+	}
+	slices.Sort(got)
+	require.Equal(t, errors, got)
 }
 
 // TestCreateBodyCaseVariants checks the bounds of the values a create
@@ -197,4 +206,106 @@ func TestCreateBodyCaseVariants(t *testing.T) {
 		requireProblem(t, srv.do(t, keyProduce, "POST", "/v1/messages", `{"messages":[`+c.body+`]}`), 422, strings.Replace(c.want, "body.", "body.messages[0].", 1))
 	}
 	require.Zero(t, fs.writeCount())
+}
+
+// idsBody is an ack or nack body of n times id in field.
+func idsBody(field, id string, n int) string {
+	return `{"` + field + `":["` + strings.Repeat(id+`","`, n-1) + id + `"]}`
+}
+
+// TestLeaseBodies pins how ack and nack answer each kind of body, as
+// TestCreateBodies does for the create operations.
+func TestLeaseBodies(t *testing.T) {
+	const receipt = "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	h := api.NewHandler(api.Deps{Store: newFakeStore(), Keys: []api.Key{}}, api.Config{})
+	cases := []struct {
+		path        string
+		contentType string
+		body        string
+		status      int
+		detail      string
+		errors      []string // "location: message", sorted
+	}{
+		{"/v1/messages/ack", "application/json", `{"message_ids":["` + someID + `"]}`, 200, "", nil},
+		{"/v1/messages/nack", "application/json", `{"message_ids":["` + someID + `"]}`, 200, "", nil},
+		{"/v1/messages/ack", "application/json", `{"receipts":["` + receipt + `"]}`, 200, "", nil},
+		{"/v1/messages/nack", "application/json", `{"receipts":["` + receipt + `"]}`, 200, "", nil},
+		{"/v1/messages/ack", "application/json", `{}`, 422, "validation failed: body: give 1 to 1000 message_ids or receipts", []string{"body: give 1 to 1000 message_ids or receipts"}},
+		{"/v1/messages/nack", "application/json", `{}`, 422, "validation failed: body: give 1 to 1000 message_ids or receipts", []string{"body: give 1 to 1000 message_ids or receipts"}},
+		{"/v1/messages/ack", "application/json", `{"message_ids":[]}`, 422, "validation failed: body: give 1 to 1000 message_ids or receipts", []string{"body: give 1 to 1000 message_ids or receipts"}},
+		{"/v1/messages/nack", "application/json", `{"message_ids":[]}`, 422, "validation failed: body: give 1 to 1000 message_ids or receipts", []string{"body: give 1 to 1000 message_ids or receipts"}},
+		{"/v1/messages/ack", "application/json", `{"message_ids":null}`, 422, "validation failed: body: give 1 to 1000 message_ids or receipts", []string{"body: give 1 to 1000 message_ids or receipts"}},
+		{"/v1/messages/nack", "application/json", `{"message_ids":null}`, 422, "validation failed: body: give 1 to 1000 message_ids or receipts", []string{"body: give 1 to 1000 message_ids or receipts"}},
+		{"/v1/messages/ack", "application/json", `{"message_ids":null,"receipts":null}`, 422, "validation failed: body: give 1 to 1000 message_ids or receipts", []string{"body: give 1 to 1000 message_ids or receipts"}},
+		{"/v1/messages/nack", "application/json", `{"message_ids":null,"receipts":null}`, 422, "validation failed: body: give 1 to 1000 message_ids or receipts", []string{"body: give 1 to 1000 message_ids or receipts"}},
+		{"/v1/messages/ack", "application/json", `{"message_ids":"x"}`, 422, "validation failed", []string{"body.message_ids: expected array"}},
+		{"/v1/messages/nack", "application/json", `{"message_ids":"x"}`, 422, "validation failed", []string{"body.message_ids: expected array"}},
+		{"/v1/messages/ack", "application/json", `{"message_ids":[1]}`, 422, "validation failed", []string{"body.message_ids[0]: expected string"}},
+		{"/v1/messages/nack", "application/json", `{"message_ids":[1]}`, 422, "validation failed", []string{"body.message_ids[0]: expected string"}},
+		{"/v1/messages/ack", "application/json", `{"message_ids":[null]}`, 422, "validation failed", []string{"body.message_ids[0]: expected string"}},
+		{"/v1/messages/nack", "application/json", `{"message_ids":[null]}`, 422, "validation failed", []string{"body.message_ids[0]: expected string"}},
+		{"/v1/messages/ack", "application/json", `{"message_ids":["` + someID + `"],"receipts":["` + receipt + `"]}`, 422, "validation failed: body: give message_ids or receipts, not both", []string{"body: give message_ids or receipts, not both"}},
+		{"/v1/messages/nack", "application/json", `{"message_ids":["` + someID + `"],"receipts":["` + receipt + `"]}`, 422, "validation failed: body: give message_ids or receipts, not both", []string{"body: give message_ids or receipts, not both"}},
+		{"/v1/messages/ack", "application/json", `{"message_ids":["` + someID + `",]}`, 400, "validation failed", []string{"body: invalid character ']' looking for beginning of value"}},
+		{"/v1/messages/nack", "application/json", `{"message_ids":["` + someID + `",]}`, 400, "validation failed", []string{"body: invalid character ']' looking for beginning of value"}},
+		{"/v1/messages/ack", "application/json", `{"message_ids":["nope"]}`, 422, "validation failed: body.message_ids[0]: not a UUID", []string{"body.message_ids[0]: not a UUID"}},
+		{"/v1/messages/nack", "application/json", `{"message_ids":["nope"]}`, 422, "validation failed: body.message_ids[0]: not a UUID", []string{"body.message_ids[0]: not a UUID"}},
+		{"/v1/messages/ack", "application/json", `{"receipts":["nope"]}`, 422, "validation failed: body.receipts[0]: not a receipt from a poll", []string{"body.receipts[0]: not a receipt from a poll"}},
+		{"/v1/messages/nack", "application/json", `{"receipts":["nope"]}`, 422, "validation failed: body.receipts[0]: not a receipt from a poll", []string{"body.receipts[0]: not a receipt from a poll"}},
+		{"/v1/messages/ack", "application/json", `{"bogus":1}`, 422, "validation failed", []string{"body.bogus: unexpected property"}},
+		{"/v1/messages/nack", "application/json", `{"bogus":1}`, 422, "validation failed", []string{"body.bogus: unexpected property"}},
+		{"/v1/messages/ack", "application/json", `{"message_ids":["` + someID + `"],"bogus":1}`, 422, "validation failed", []string{"body.bogus: unexpected property"}},
+		{"/v1/messages/nack", "application/json", `{"message_ids":["` + someID + `"],"bogus":1}`, 422, "validation failed", []string{"body.bogus: unexpected property"}},
+		{"/v1/messages/ack", "application/json", `{"Message_IDs":["` + someID + `"]}`, 200, "", nil},
+		{"/v1/messages/nack", "application/json", `{"Message_IDs":["` + someID + `"]}`, 200, "", nil},
+		{"/v1/messages/ack", "application/json", `{"message_ids":["` + someID + `"],"message_ids":["nope"]}`, 422, "validation failed: body.message_ids[0]: not a UUID", []string{"body.message_ids[0]: not a UUID"}},
+		{"/v1/messages/nack", "application/json", `{"message_ids":["` + someID + `"],"message_ids":["nope"]}`, 422, "validation failed: body.message_ids[0]: not a UUID", []string{"body.message_ids[0]: not a UUID"}},
+		{"/v1/messages/ack", "application/json", `{"message_ids":["\u003` + someID + `"]}`, 200, "", nil},
+		{"/v1/messages/nack", "application/json", `{"message_ids":["\u003` + someID + `"]}`, 200, "", nil},
+		{"/v1/messages/ack", "application/json", idsBody("message_ids", someID, 1001), 422, "validation failed", []string{"body.message_ids: expected array length <= 1000"}},
+		{"/v1/messages/nack", "application/json", idsBody("message_ids", someID, 1001), 422, "validation failed", []string{"body.message_ids: expected array length <= 1000"}},
+		{"/v1/messages/ack", "application/json", idsBody("receipts", receipt, 1000), 200, "", nil},
+		{"/v1/messages/nack", "application/json", idsBody("receipts", receipt, 1000), 200, "", nil},
+		{"/v1/messages/ack", "application/json", `null`, 422, "validation failed", []string{"body: expected object"}},
+		{"/v1/messages/nack", "application/json", `null`, 422, "validation failed", []string{"body: expected object"}},
+		{"/v1/messages/ack", "application/json", `[]`, 422, "validation failed", []string{"body: expected object"}},
+		{"/v1/messages/nack", "application/json", `[]`, 422, "validation failed", []string{"body: expected object"}},
+		{"/v1/messages/ack", "application/json", ``, 400, "request body is required", nil},
+		{"/v1/messages/nack", "application/json", ``, 400, "request body is required", nil},
+		{"/v1/messages/ack", "application/json", ` `, 400, "validation failed", []string{"body: unexpected end of JSON input"}},
+		{"/v1/messages/nack", "application/json", ` `, 400, "validation failed", []string{"body: unexpected end of JSON input"}},
+		{"/v1/messages/ack", "application/json", "{\"message_ids\":[\"a\x01\"]}", 400, "validation failed", []string{"body: invalid character '\\x01' in string literal"}},
+		{"/v1/messages/nack", "application/json", "{\"message_ids\":[\"a\x01\"]}", 400, "validation failed", []string{"body: invalid character '\\x01' in string literal"}},
+		{"/v1/messages/ack", "application/json", "{\"message_ids\":[\"\xff\"]}", 422, "validation failed: body.message_ids[0]: not a UUID", []string{"body.message_ids[0]: not a UUID"}},
+		{"/v1/messages/nack", "application/json", "{\"message_ids\":[\"\xff\"]}", 422, "validation failed: body.message_ids[0]: not a UUID", []string{"body.message_ids[0]: not a UUID"}},
+		{"/v1/messages/ack", "application/json", `{"message_ids":{}}`, 422, "validation failed", []string{"body.message_ids: expected array"}},
+		{"/v1/messages/nack", "application/json", `{"message_ids":{}}`, 422, "validation failed", []string{"body.message_ids: expected array"}},
+		{"/v1/messages/ack", "application/json", `{"receipts":[{}]}`, 422, "validation failed", []string{"body.receipts[0]: expected string"}},
+		{"/v1/messages/nack", "application/json", `{"receipts":[{}]}`, 422, "validation failed", []string{"body.receipts[0]: expected string"}},
+		{"/v1/messages/nack", "application/json", `{"message_ids":["` + someID + `"],"delay":"5s","reason":"boom"}`, 200, "", nil},
+		{"/v1/messages/nack", "application/json", `{"message_ids":["` + someID + `"],"delay":5}`, 200, "", nil},
+		{"/v1/messages/nack", "application/json", `{"message_ids":["` + someID + `"],"delay":null,"reason":null}`, 200, "", nil},
+		{"/v1/messages/nack", "application/json", `{"message_ids":["` + someID + `"],"delay":true}`, 422, "validation failed", []string{"body.delay: expected value to match exactly one schema but matched none"}},
+		{"/v1/messages/nack", "application/json", `{"message_ids":["` + someID + `"],"delay":1.5}`, 422, "validation failed", []string{"body.delay: expected value to match exactly one schema but matched none"}},
+		{"/v1/messages/nack", "application/json", `{"message_ids":["` + someID + `"],"delay":"later"}`, 422, "validation failed: body.delay: not a duration such as \"90s\" or \"3h\", nor whole seconds", []string{"body.delay: not a duration such as \"90s\" or \"3h\", nor whole seconds"}},
+		{"/v1/messages/nack", "application/json", `{"message_ids":["` + someID + `"],"delay":-1}`, 422, "validation failed: body.delay: must be between 0s and 10 years", []string{"body.delay: must be between 0s and 10 years"}},
+		{"/v1/messages/nack", "application/json", `{"message_ids":["` + someID + `"],"delay":1e400}`, 400, "validation failed", []string{"body: json: cannot unmarshal number 1e400 into Go value of type float64"}},
+		{"/v1/messages/nack", "application/json", `{"message_ids":["` + someID + `"],"reason":1}`, 422, "validation failed", []string{"body.reason: expected string"}},
+		{"/v1/messages/nack", "application/json", `{"message_ids":["` + someID + `"],"reason":"` + strings.Repeat("r", 4097) + `"}`, 422, "validation failed", []string{"body.reason: expected length <= 4096"}},
+		{"/v1/messages/nack", "application/json", `{"message_ids":["` + someID + `"],"reason":"` + strings.Repeat("é", 4096) + `"}`, 200, "", nil},
+		{"/v1/messages/nack", "application/json", `{"message_ids":["` + someID + `"],"reason":"a\u0000b"}`, 422, "validation failed: body.reason: must not contain NUL (\\u0000) characters", []string{"body.reason: must not contain NUL (\\u0000) characters"}},
+		{"/v1/messages/nack", "application/json", `{"message_ids":["` + someID + `"],"reason":"line\nbreak"}`, 200, "", nil},
+		{"/v1/messages/nack", "application/json", "{\"message_ids\":[\"" + someID + "\"],\"reason\":\"\xff\"}", 200, "", nil},
+		{"/v1/messages/ack", "text/plain", `{"message_ids":["` + someID + `"]}`, 415, "validation failed", []string{"body: unknown content type: text/plain"}},
+		{"/v1/messages/nack", "application/json; charset=utf-8", `{"message_ids":["` + someID + `"]}`, 200, "", nil},
+	}
+	for i, c := range cases {
+		name := c.path[len("/v1/messages/"):] + " " + c.body
+		if len(name) > 60 {
+			name = name[:60]
+		}
+		t.Run(fmt.Sprintf("%d %s", i, name), func(t *testing.T) {
+			requireAnswer(t, h, c.path, c.contentType, c.body, c.status, c.detail, c.errors)
+		})
+	}
 }
