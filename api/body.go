@@ -17,14 +17,15 @@ import (
 	"github.com/danielgtaylor/huma/v2"
 )
 
-// The create operations read their own bodies. Huma validates a body by
-// decoding it into a generic tree (maps, slices, interfaces) and checking
-// that against the body's JSON schema, then decodes it a second time into
-// the input; for a batch of 1000 messages that was most of the request's
-// CPU and garbage. So these operations take the body as RawBody, with
-// SkipValidateBody, and their input's Resolve calls readBody: one pass
-// decodes a well-formed, valid body of the usual shape straight into the
-// input (decodeMessage, decodeBatch). Any other body (malformed, of another
+// The create, ack and nack operations read their own bodies. Huma
+// validates a body by decoding it into a generic tree (maps, slices,
+// interfaces) and checking that against the body's JSON schema, then
+// decodes it a second time into the input; for a batch of 1000 messages,
+// or an ack of 1000 ids, that was most of the request's CPU and garbage.
+// So these operations take the body as RawBody, with SkipValidateBody, and
+// their input's Resolve calls readBody: one pass decodes a well-formed,
+// valid body of the usual shape straight into the input (decodeMessage,
+// decodeBatch, decodeLease, decodeNack). Any other body (malformed, of another
 // content type, with a wrong type, an unknown, missing, null, duplicate or
 // escaped field, a value out of bounds) goes the way Huma went
 // (bodyReader.huma), so that a client gets the same problem, with the same
@@ -59,8 +60,9 @@ func registerWithBody[I, O, B any](a huma.API, op huma.Operation, handler func(c
 	}
 	op.RequestBody = body
 	op.SkipValidateBody = true
-	// Huma's default for a Body field; it sets none for a RawBody.
+	// Huma's defaults for a Body field; it sets none for a RawBody.
 	op.BodyReadTimeout = cmp.Or(op.BodyReadTimeout, 5*time.Second)
+	op.MaxBodyBytes = cmp.Or(op.MaxBodyBytes, 1<<20)
 	if op.Metadata == nil {
 		op.Metadata = map[string]any{}
 	}
@@ -73,14 +75,13 @@ func registerWithBody[I, O, B any](a huma.API, op huma.Operation, handler func(c
 
 // readBody decodes raw, the body of the operation of ctx, into dst. fast is
 // the one-pass decoder; it reports false for anything it does not take, and
-// then dst is decoded as Huma would. It returns the errors of a body Huma
-// would refuse, as Huma words them.
+// then dst is decoded as Huma would. fast must not keep raw, which Huma
+// reuses once the request is answered. readBody returns the errors of a
+// body Huma would refuse, as Huma words them.
 func readBody[T any](ctx huma.Context, raw []byte, dst *T, fast func([]byte, *T) bool) []error {
 	contentType := ctx.Header("Content-Type")
 	if jsonContentType(contentType) {
-		// The decoded payloads are slices of the body, and Huma reuses raw
-		// once the request is answered: one copy for all of them.
-		if fast(bytes.Clone(raw), dst) {
+		if fast(raw, dst) {
 			return nil
 		}
 		*dst = *new(T)
@@ -154,7 +155,8 @@ func jsonContentType(contentType string) bool {
 
 // decodeMessage decodes the body of a single create, if it takes it.
 func decodeMessage(b []byte, m *MessageIn) bool {
-	r := jsonReader{b: b}
+	// The payload is a slice of the body: copy the body.
+	r := jsonReader{b: bytes.Clone(b)}
 	return r.message(m) && r.end()
 }
 
@@ -167,7 +169,8 @@ type createMessagesBody = struct {
 
 // decodeBatch decodes the body of a batch create, if it takes it.
 func decodeBatch(b []byte, body *createMessagesBody) bool {
-	r := jsonReader{b: b}
+	// The payloads are slices of the body: one copy for all of them.
+	r := jsonReader{b: bytes.Clone(b)}
 	if !r.next('{') {
 		return false
 	}
@@ -204,6 +207,141 @@ func decodeBatch(b []byte, body *createMessagesBody) bool {
 	}
 	body.Messages = msgs
 	return r.next('}') && r.end()
+}
+
+// decodeLease decodes the body of an ack, if it takes it.
+func decodeLease(b []byte, body *leaseBody) bool {
+	r := jsonReader{b: b}
+	// The ids are substrings of the body's: one allocation for all.
+	s := string(b)
+	var seen, field uint8
+	if !r.next('{') {
+		return false
+	}
+	if r.next('}') {
+		return r.end()
+	}
+	for {
+		r.space()
+		key, ok := r.key()
+		if !ok {
+			return false
+		}
+		switch string(key) {
+		case "message_ids":
+			field, ok = 1, r.strings(&body.MessageIDs, s)
+		case "receipts":
+			field, ok = 2, r.strings(&body.Receipts, s)
+		default:
+			return false
+		}
+		if !ok || seen&field != 0 {
+			return false
+		}
+		seen |= field
+		if !r.next(',') {
+			return r.next('}') && r.end()
+		}
+	}
+}
+
+// decodeNack decodes the body of a nack, if it takes it.
+func decodeNack(b []byte, body *nackBody) bool {
+	r := jsonReader{b: b}
+	s := string(b)
+	var seen, field uint8
+	if !r.next('{') {
+		return false
+	}
+	if r.next('}') {
+		return r.end()
+	}
+	for {
+		r.space()
+		key, ok := r.key()
+		if !ok {
+			return false
+		}
+		switch string(key) {
+		case "message_ids":
+			field, ok = 1, r.strings(&body.MessageIDs, s)
+		case "receipts":
+			field, ok = 2, r.strings(&body.Receipts, s)
+		case "delay":
+			field, ok = 4, r.integerOrString(&body.Delay.raw)
+			body.Delay.raw = bytes.Clone(body.Delay.raw)
+		case "reason":
+			field, ok = 8, r.reason(&body.Reason)
+		default:
+			return false
+		}
+		if !ok || seen&field != 0 {
+			return false
+		}
+		seen |= field
+		if !r.next(',') {
+			return r.next('}') && r.end()
+		}
+	}
+}
+
+// strings reads null, or a list of at most MaxBatch strings of printable
+// ASCII without escapes, as substrings of s, the body as a string.
+func (r *jsonReader) strings(dst *[]string, s string) bool {
+	if r.literal("null") {
+		return true
+	}
+	if !r.next('[') {
+		return false
+	}
+	// encoding/json decodes [] to an empty list, not to nil.
+	list := make([]string, 0, min(MaxBatch, (len(r.b)-r.i)/8+1))
+	if r.next(']') {
+		*dst = list
+		return true
+	}
+	for {
+		if len(list) == MaxBatch {
+			return false
+		}
+		r.space()
+		start := r.i
+		if !r.str() {
+			return false
+		}
+		for _, c := range r.b[start+1 : r.i-1] {
+			if c == '\\' || c >= 0x80 {
+				return false
+			}
+		}
+		list = append(list, s[start+1:r.i-1])
+		if r.next(',') {
+			continue
+		}
+		if !r.next(']') {
+			return false
+		}
+		*dst = list
+		return true
+	}
+}
+
+// reason reads a nack's reason: null, or a string of at most 4096
+// characters without escapes, in valid UTF-8.
+func (r *jsonReader) reason(dst *string) bool {
+	if r.literal("null") {
+		return true
+	}
+	start := r.i
+	if !r.str() {
+		return false
+	}
+	reason := r.b[start+1 : r.i-1]
+	if bytes.IndexByte(reason, '\\') >= 0 || !utf8.Valid(reason) || utf8.RuneCount(reason) > 4096 {
+		return false
+	}
+	*dst = string(reason)
+	return true
 }
 
 // jsonReader reads a JSON text for the fast path. Each method reports

@@ -95,6 +95,60 @@ func FuzzDecodeBatch(f *testing.F) {
 	})
 }
 
+var leaseSeeds = []string{
+	`{"message_ids":["0192f5b4-7d2a-7c4e-9a1b-2f3c4d5e6f70","0192f5b4-7d2a-7c4e-9a1b-2f3c4d5e6f71"]}`,
+	`{"receipts":["AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"]}`,
+	` { "message_ids" : [ "a" , "b" ] , "receipts" : null } `,
+	`{"message_ids":[],"receipts":[]}`,
+	`{}`, `{"message_ids":null}`, `{"message_ids":"x"}`, `{"message_ids":[1]}`, `{"message_ids":[null]}`,
+	`{"message_ids":["a"],"message_ids":["b"]}`, `{"Message_IDs":["a"]}`, `{"message_ids":["\u0061"]}`, `{"message_ids":["é"]}`,
+	"{\"message_ids\":[\"\xff\"]}", `{"bogus":1}`, `{"message_ids":["a",]}`, `null`, `[]`, ``,
+}
+
+// FuzzDecodeLease holds the fast path of an ack's body to the way Huma
+// reads it.
+func FuzzDecodeLease(f *testing.F) {
+	for _, s := range leaseSeeds {
+		f.Add([]byte(s))
+	}
+	br := bodyReaderOf(f, "/v1/messages/ack")
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var fast leaseBody
+		if !decodeLease(body, &fast) {
+			return
+		}
+		var slow leaseBody
+		require.Empty(t, br.huma("application/json", body, &slow), "%q", body)
+		require.Equal(t, slow, fast, "%q", body)
+	})
+}
+
+// FuzzDecodeNack holds the fast path of a nack's body to the way Huma
+// reads it.
+func FuzzDecodeNack(f *testing.F) {
+	for _, s := range leaseSeeds {
+		f.Add([]byte(s))
+	}
+	for _, s := range []string{
+		`{"message_ids":["a"],"delay":"5s","reason":"boom"}`, `{"receipts":["a"],"delay":30,"reason":"é"}`,
+		`{"message_ids":["a"],"delay":null,"reason":null}`, `{"message_ids":["a"],"delay":1.5}`, `{"message_ids":["a"],"delay":true}`,
+		`{"message_ids":["a"],"delay":1e400}`, `{"message_ids":["a"],"reason":"a\nb"}`, `{"message_ids":["a"],"reason":1}`,
+		`{"message_ids":["a"],"reason":"` + strings.Repeat("r", 4097) + `"}`, `{"reason":"a","Reason":"b"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	br := bodyReaderOf(f, "/v1/messages/nack")
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var fast nackBody
+		if !decodeNack(body, &fast) {
+			return
+		}
+		var slow nackBody
+		require.Empty(t, br.huma("application/json", body, &slow), "%q", body)
+		require.Equal(t, slow, fast, "%q", body)
+	})
+}
+
 // TestDecodeTakes checks that the fast path takes the bodies clients
 // usually send, so that they do not silently go the slow way.
 func TestDecodeTakes(t *testing.T) {
@@ -111,6 +165,15 @@ func TestDecodeTakes(t *testing.T) {
 		var batch createMessagesBody
 		require.True(t, decodeBatch([]byte(`{"messages":[`+body+`,`+body+`]}`), &batch), "%s", body)
 		require.Len(t, batch.Messages, 2)
+	}
+	for _, body := range []string{
+		`{"message_ids":["0192f5b4-7d2a-7c4e-9a1b-2f3c4d5e6f70","0192f5b4-7d2a-7c4e-9a1b-2f3c4d5e6f71"]}`,
+		`{"receipts":["AZL1tH0qfE6aGy88TV5vcAGS9bR9KnxOmhsvPE1ebw"]}`,
+	} {
+		var lease leaseBody
+		require.True(t, decodeLease([]byte(body), &lease), "%s", body)
+		var nack nackBody
+		require.True(t, decodeNack([]byte(body[:len(body)-1]+`,"delay":"30s","reason":"downstream timed out"}`), &nack), "%s", body)
 	}
 }
 

@@ -81,16 +81,33 @@ type leaseBody struct {
 }
 
 type ackInput struct {
-	Body leaseBody
+	RawBody []byte
+	body    leaseBody // RawBody, decoded by Resolve
+}
+
+// Resolve decodes and validates the body (see readBody).
+func (in *ackInput) Resolve(ctx huma.Context) []error {
+	return readBody(ctx, in.RawBody, &in.body, decodeLease)
+}
+
+// nackBody is the body of a nack. It is unnamed, as it was as the Body
+// field of nackInput, so that its schema keeps the name Huma gave it:
+// NackInputBody.
+type nackBody = struct {
+	MessageIDs []string `json:"message_ids,omitempty" maxItems:"1000" doc:"Message ids (compatible form): acts on whatever lease is current."`
+	Receipts   []string `json:"receipts,omitempty" maxItems:"1000" doc:"Receipts from a poll (strict form): all or nothing, 409 if any lease is no longer current."`
+	Delay      Duration `json:"delay,omitempty" doc:"Retry after this long instead of the exponential backoff (0 s to 10 years)."`
+	Reason     string   `json:"reason,omitempty" maxLength:"4096" doc:"Why, kept as last_error."`
 }
 
 type nackInput struct {
-	Body struct {
-		MessageIDs []string `json:"message_ids,omitempty" maxItems:"1000" doc:"Message ids (compatible form): acts on whatever lease is current."`
-		Receipts   []string `json:"receipts,omitempty" maxItems:"1000" doc:"Receipts from a poll (strict form): all or nothing, 409 if any lease is no longer current."`
-		Delay      Duration `json:"delay,omitempty" doc:"Retry after this long instead of the exponential backoff (0 s to 10 years)."`
-		Reason     string   `json:"reason,omitempty" maxLength:"4096" doc:"Why, kept as last_error."`
-	}
+	RawBody []byte
+	body    nackBody // RawBody, decoded by Resolve
+}
+
+// Resolve decodes and validates the body (see readBody).
+func (in *nackInput) Resolve(ctx huma.Context) []error {
+	return readBody(ctx, in.RawBody, &in.body, decodeNack)
 }
 
 type extendInput struct {
@@ -143,7 +160,7 @@ func (s *server) registerConsumer(a huma.API) {
 		Errors:      []int{401, 403, 422, 503},
 	}, s.poll)
 
-	huma.Register(a, huma.Operation{
+	registerWithBody[ackInput, countOutput, leaseBody](a, huma.Operation{
 		OperationID: "ack-messages",
 		Method:      http.MethodPost,
 		Path:        "/v1/messages/ack",
@@ -154,7 +171,7 @@ func (s *server) registerConsumer(a huma.API) {
 		Errors:      []int{400, 401, 403, 409, 422, 503},
 	}, s.ack)
 
-	huma.Register(a, huma.Operation{
+	registerWithBody[nackInput, countOutput, nackBody](a, huma.Operation{
 		OperationID: "nack-messages",
 		Method:      http.MethodPost,
 		Path:        "/v1/messages/nack",
@@ -325,7 +342,7 @@ func counted(n int) *countOutput {
 }
 
 func (s *server) ack(ctx context.Context, in *ackInput) (*countOutput, error) {
-	ids, receipts, err := leases(&in.Body)
+	ids, receipts, err := leases(&in.body)
 	if err != nil {
 		return nil, err
 	}
@@ -340,18 +357,18 @@ func (s *server) ack(ctx context.Context, in *ackInput) (*countOutput, error) {
 }
 
 func (s *server) nack(ctx context.Context, in *nackInput) (*countOutput, error) {
-	ids, receipts, err := leases(&leaseBody{MessageIDs: in.Body.MessageIDs, Receipts: in.Body.Receipts})
+	ids, receipts, err := leases(&leaseBody{MessageIDs: in.body.MessageIDs, Receipts: in.body.Receipts})
 	if err != nil {
 		return nil, err
 	}
-	if strings.ContainsRune(in.Body.Reason, 0) {
-		return nil, invalid(field("body.reason", errNUL, in.Body.Reason))
+	if strings.ContainsRune(in.body.Reason, 0) {
+		return nil, invalid(field("body.reason", errNUL, in.body.Reason))
 	}
-	p := &store.MessageNackParams{IDs: ids, Receipts: receipts, Reason: in.Body.Reason, Backoff: s.d.Backoff}
-	if in.Body.Delay.set() {
-		d, err := in.Body.Delay.duration(0, MaxAhead)
+	p := &store.MessageNackParams{IDs: ids, Receipts: receipts, Reason: in.body.Reason, Backoff: s.d.Backoff}
+	if in.body.Delay.set() {
+		d, err := in.body.Delay.duration(0, MaxAhead)
 		if err != nil {
-			return nil, invalid(field("body.delay", err.Error(), in.Body.Delay.raw))
+			return nil, invalid(field("body.delay", err.Error(), in.body.Delay.raw))
 		}
 		p.Delay = &d
 	}
