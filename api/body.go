@@ -229,9 +229,9 @@ func decodeLease(b []byte, body *leaseBody) bool {
 		}
 		switch string(key) {
 		case "message_ids":
-			field, ok = 1, r.strings(&body.MessageIDs, s)
+			field, ok = 1, r.stringList(&body.MessageIDs, s)
 		case "receipts":
-			field, ok = 2, r.strings(&body.Receipts, s)
+			field, ok = 2, r.stringList(&body.Receipts, s)
 		default:
 			return false
 		}
@@ -264,11 +264,12 @@ func decodeNack(b []byte, body *nackBody) bool {
 		}
 		switch string(key) {
 		case "message_ids":
-			field, ok = 1, r.strings(&body.MessageIDs, s)
+			field, ok = 1, r.stringList(&body.MessageIDs, s)
 		case "receipts":
-			field, ok = 2, r.strings(&body.Receipts, s)
+			field, ok = 2, r.stringList(&body.Receipts, s)
 		case "delay":
 			field, ok = 4, r.integerOrString(&body.Delay.raw)
+			// A slice of b, which Huma reuses.
 			body.Delay.raw = bytes.Clone(body.Delay.raw)
 		case "reason":
 			field, ok = 8, r.reason(&body.Reason)
@@ -285,16 +286,18 @@ func decodeNack(b []byte, body *nackBody) bool {
 	}
 }
 
-// strings reads null, or a list of at most MaxBatch strings of printable
-// ASCII without escapes, as substrings of s, the body as a string.
-func (r *jsonReader) strings(dst *[]string, s string) bool {
+// stringList reads null, or a list of at most MaxBatch strings of
+// printable ASCII without escapes, as substrings of s, the body as a
+// string.
+func (r *jsonReader) stringList(dst *[]string, s string) bool {
 	if r.literal("null") {
 		return true
 	}
 	if !r.next('[') {
 		return false
 	}
-	// encoding/json decodes [] to an empty list, not to nil.
+	// encoding/json decodes [] to an empty list, not to nil. The capacity
+	// is a guess from the bytes left.
 	list := make([]string, 0, min(MaxBatch, (len(r.b)-r.i)/8+1))
 	if r.next(']') {
 		*dst = list
@@ -418,8 +421,9 @@ func (r *jsonReader) message(m *MessageIn) bool {
 		if !ok {
 			return false
 		}
-		// Only the exact names: encoding/json and Huma also match other
-		// cases, but differently (the last of them, the exact one).
+		// Only the exact names, each once. encoding/json also takes a
+		// name in another case and keeps the last value, while Huma
+		// validates the exact name's: such a body goes the slow way.
 		switch string(key) {
 		case "channel":
 			field, ok = 1, r.channelName(&m.Channel)
