@@ -514,6 +514,11 @@ func (s *Store) MessageExtend(ctx context.Context, p *store.MessageExtendParams)
 // then skip it unless it is still PENDING and due.
 func (s *Store) MessagePromote(ctx context.Context, p *store.MessagePromoteParams) (*store.Promoted, error) {
 	region := cmp.Or(p.Region, s.opts.Region)
+	// Planned afresh each time (QueryExecModeExec), not as a cached
+	// prepared statement: a generic plan made while the table was empty
+	// drives the join from the outer conditions on m and scans the whole
+	// due index on every pass once the table has grown (1.2 ms a pass at
+	// 77,000 rows, where the right plan takes 0.05 ms).
 	rows, err := s.pool.Query(ctx, `WITH c AS (
 			SELECT id FROM messages
 			WHERE status = 'PENDING' AND region = $1::`+s.dialect.RegionType+` AND scheduled_at <= now()
@@ -522,7 +527,8 @@ func (s *Store) MessagePromote(ctx context.Context, p *store.MessagePromoteParam
 		)
 		UPDATE messages m SET status = 'READY', updated_at = now()
 		FROM c WHERE m.id = c.id AND m.status = 'PENDING' AND m.scheduled_at <= now()
-		RETURNING m.channel, (extract(epoch FROM now() - m.scheduled_at) * 1000000)::int8`, region, p.Limit)
+		RETURNING m.channel, (extract(epoch FROM now() - m.scheduled_at) * 1000000)::int8`,
+		pgx.QueryExecModeExec, region, p.Limit)
 	if err != nil {
 		return nil, mapErr(err)
 	}

@@ -62,10 +62,10 @@ func TestConcurrentPollsShareQueries(t *testing.T) {
 	require.Len(t, seen, total)
 }
 
-// TestWaitingPollGivesUp holds the table locked so that a poll's query
-// blocks, queues more polls of the channel behind it, cancels some of them
-// (they must return at once), then releases the lock: the others are
-// answered from one query, in order, each with no more than it asked for.
+// TestWaitingPollGivesUp holds the table locked so that the polls' queries
+// block, queues more polls of the channel behind them, cancels one (it must
+// return at once), then releases the lock: the others are answered, each
+// with no more than it asked for, and share every message.
 func TestWaitingPollGivesUp(t *testing.T) {
 	ctx := context.Background()
 	s := openWith(t, postgres.Options{Region: "eu"})
@@ -94,9 +94,10 @@ func TestWaitingPollGivesUp(t *testing.T) {
 		}()
 		return ch
 	}
+	// Two queries of a channel run at once: both block on the lock.
 	leader := poll(ctx, 10)
-	time.Sleep(100 * time.Millisecond) // the leader's query is blocked on the lock
 	stay1 := poll(ctx, 20)
+	time.Sleep(100 * time.Millisecond)
 	gone, cancel := context.WithCancel(ctx)
 	leave := poll(gone, 15)
 	time.Sleep(50 * time.Millisecond)
@@ -121,5 +122,5 @@ func TestWaitingPollGivesUp(t *testing.T) {
 		require.LessOrEqual(t, a.n, c.max)
 		got += a.n
 	}
-	require.Equal(t, 50, got, "the three polls that stayed share the 50 messages")
+	require.Equal(t, 50, got, "the polls that stayed share the 50 messages")
 }
