@@ -129,7 +129,11 @@ func TestTemporalUnreachable(t *testing.T) {
 		ledger.DeliverPolled(ms, received, node.ID())
 	}
 	require.Empty(t, want, "not delivered within a minute of Temporal's restart")
-	harness.WaitFor(t, 30*time.Second, 100*time.Millisecond, "health to see Temporal back", func() (bool, error) {
+	// Polls lease due messages themselves, so the deliveries above need no
+	// scheduler and can end before the loops are back: their restart waits
+	// for Temporal to time out the runs it lost (the heartbeat timeout) and
+	// retry them, which on a loaded machine took over 30 s.
+	harness.WaitFor(t, 90*time.Second, 100*time.Millisecond, "health to see Temporal back", func() (bool, error) {
 		h, err := health(ctx, c)
 		if err != nil {
 			return false, err
