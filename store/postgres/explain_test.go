@@ -1,7 +1,6 @@
 package postgres_test
 
 import (
-	"fmt"
 	"regexp"
 	"strconv"
 	"strings"
@@ -72,73 +71,6 @@ func TestQueriesUseTheirIndexes(t *testing.T) {
 					require.LessOrEqual(t, n, c.maxRows, "the scan reads more of its index than the query returns:\n%s", text)
 				}
 			})
-		}
-	}
-}
-
-// TestPlansStayKeyedAfterEmptyVacuum reproduces a queue that drained and
-// was vacuumed empty, then refills: on one of the store's connections, the
-// hot statements are prepared and run while the table is empty, the table
-// grows, and each must still read by index and join by primary key. With
-// PostgreSQL's defaults the cached generic plans are sequential scans (and
-// the test fails); the store's connection settings prevent that.
-func TestPlansStayKeyedAfterEmptyVacuum(t *testing.T) {
-	b := setup(t)
-	ctx := b.ctx
-	_, err := b.store.Pool().Exec(ctx, `VACUUM ANALYZE messages`)
-	require.NoError(t, err)
-	conn, err := b.store.Pool().Acquire(ctx)
-	require.NoError(t, err)
-	defer conn.Release()
-	statements := map[string]string{
-		"promote": `WITH c AS (SELECT id FROM messages WHERE status = 'PENDING' AND region = $1 AND scheduled_at <= now()
-			ORDER BY scheduled_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-			UPDATE messages m SET status = 'READY' FROM c WHERE m.id = c.id RETURNING m.id`,
-		"poll": `WITH c AS (SELECT id FROM messages WHERE channel = $1 AND status = 'READY' AND region = $2
-			ORDER BY scheduled_at LIMIT $3 FOR UPDATE SKIP LOCKED)
-			UPDATE messages m SET status = 'ACQUIRED' FROM c WHERE m.id = c.id RETURNING m.id`,
-		"ack": `DELETE FROM messages m USING unnest($1::uuid[], $2::uuid[]) AS r(id, token)
-			WHERE m.id = r.id AND m.lease_token = r.token AND m.status = 'ACQUIRED'`,
-		"next due": `SELECT scheduled_at FROM messages WHERE status = 'PENDING' AND region = $1 ORDER BY scheduled_at LIMIT 1`,
-	}
-	args := map[string]string{
-		"promote":  `('eu', 10000)`,
-		"poll":     `('x', 'eu', 100)`,
-		"ack":      `(ARRAY[gen_random_uuid()], ARRAY[gen_random_uuid()])`,
-		"next due": `('eu')`,
-	}
-	i := 0
-	names := map[string]string{}
-	for name, sql := range statements {
-		i++
-		names[name] = fmt.Sprintf("p%d", i)
-		_, err := conn.Exec(ctx, `PREPARE `+names[name]+` AS `+sql)
-		require.NoError(t, err)
-		for range 7 {
-			_, err := conn.Exec(ctx, `EXECUTE `+names[name]+args[name])
-			require.NoError(t, err, name)
-		}
-	}
-	msgs := make([]*store.Message, 20_000)
-	for i := range msgs {
-		msgs[i] = newMessage("x", time.Now().Add(time.Duration(i)*time.Second))
-	}
-	b.insert(t, msgs...)
-	for name := range statements {
-		rows, err := conn.Query(ctx, `EXPLAIN (COSTS OFF) EXECUTE `+names[name]+args[name])
-		require.NoError(t, err)
-		var plan []string
-		for rows.Next() {
-			var line string
-			require.NoError(t, rows.Scan(&line))
-			plan = append(plan, line)
-		}
-		require.NoError(t, rows.Err())
-		text := strings.Join(plan, "\n")
-		require.NotContains(t, text, "Seq Scan on messages", "%s:\n%s", name, text)
-		require.NotContains(t, text, "Hash Join", "%s:\n%s", name, text)
-		if name != "next due" {
-			require.Contains(t, text, "Index Cond: (id = ", "%s joins by primary key:\n%s", name, text)
 		}
 	}
 }

@@ -605,26 +605,20 @@ func (s *Store) MessageRegions(ctx context.Context) ([]string, error) {
 // MessageCounts counts messages by channel and status. It reads the whole
 // table, so callers cache it (the metrics scrape does, for 15 s).
 func (s *Store) MessageCounts(ctx context.Context) (map[[2]string]int64, error) {
-	counts := map[[2]string]int64{}
-	err := s.scanning(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT channel, status, count(*) FROM messages GROUP BY channel, status`)
-		if err != nil {
-			return err
-		}
-		var (
-			channel, status string
-			n               int64
-		)
-		_, err = pgx.ForEachRow(rows, []any{&channel, &status, &n}, func() error {
-			counts[[2]string{channel, status}] = n
-			return nil
-		})
-		return err
-	})
+	rows, err := s.pool.Query(ctx, `SELECT channel, status, count(*) FROM messages GROUP BY channel, status`)
 	if err != nil {
-		return nil, err
+		return nil, mapErr(err)
 	}
-	return counts, nil
+	counts := map[[2]string]int64{}
+	var (
+		channel, status string
+		n               int64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&channel, &status, &n}, func() error {
+		counts[[2]string{channel, status}] = n
+		return nil
+	})
+	return counts, mapErr(err)
 }
 
 // ChannelList implements store.Store.
@@ -641,41 +635,37 @@ func (s *Store) ChannelList(ctx context.Context, limit, offset int) ([]string, e
 // meant for an operator, not for a hot loop.
 func (s *Store) ChannelStats(ctx context.Context, channel string) (*store.ChannelStats, error) {
 	st := &store.ChannelStats{Channel: channel, ByStatus: map[store.Status]int64{}, DueByHour: make([]int64, 24)}
-	err := s.scanning(ctx, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT status, count(*), min(scheduled_at) FROM messages
-			WHERE channel = $1 GROUP BY status`, channel)
-		if err != nil {
-			return err
-		}
-		var (
-			status string
-			count  int64
-			oldest time.Time
-		)
-		if _, err := pgx.ForEachRow(rows, []any{&status, &count, &oldest}, func() error {
-			st.ByStatus[store.Status(status)] = count
-			if store.Status(status) == store.StatusReady {
-				st.OldestDue = oldest
-			}
-			return nil
-		}); err != nil {
-			return err
-		}
-		rows, err = tx.Query(ctx, `SELECT greatest(floor(extract(epoch FROM scheduled_at - now()) / 3600), 0)::int4 AS h, count(*)
-			FROM messages WHERE channel = $1 AND status = 'PENDING' AND scheduled_at < now() + interval '24 hours'
-			GROUP BY h`, channel)
-		if err != nil {
-			return err
-		}
-		var hour int32
-		_, err = pgx.ForEachRow(rows, []any{&hour, &count}, func() error {
-			st.DueByHour[min(int(hour), 23)] += count
-			return nil
-		})
-		return err
-	})
+	rows, err := s.pool.Query(ctx, `SELECT status, count(*), min(scheduled_at) FROM messages
+		WHERE channel = $1 GROUP BY status`, channel)
 	if err != nil {
-		return nil, err
+		return nil, mapErr(err)
+	}
+	var (
+		status string
+		count  int64
+		oldest time.Time
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&status, &count, &oldest}, func() error {
+		st.ByStatus[store.Status(status)] = count
+		if store.Status(status) == store.StatusReady {
+			st.OldestDue = oldest
+		}
+		return nil
+	}); err != nil {
+		return nil, mapErr(err)
+	}
+	rows, err = s.pool.Query(ctx, `SELECT greatest(floor(extract(epoch FROM scheduled_at - now()) / 3600), 0)::int4 AS h, count(*)
+		FROM messages WHERE channel = $1 AND status = 'PENDING' AND scheduled_at < now() + interval '24 hours'
+		GROUP BY h`, channel)
+	if err != nil {
+		return nil, mapErr(err)
+	}
+	var hour int32
+	if _, err := pgx.ForEachRow(rows, []any{&hour, &count}, func() error {
+		st.DueByHour[min(int(hour), 23)] += count
+		return nil
+	}); err != nil {
+		return nil, mapErr(err)
 	}
 	return st, nil
 }

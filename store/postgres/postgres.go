@@ -121,7 +121,6 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	cfg.MaxConns = opts.MaxConns
 	cfg.ConnConfig.ConnectTimeout = opts.ConnectTimeout
-	cfg.AfterConnect = keyedPlans
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect: %w", err)
@@ -146,51 +145,6 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 		go s.pollFallback(lctx)
 	}
 	return s, nil
-}
-
-// keyedPlans sets a new PostgreSQL connection up so that every statement
-// is planned with its parameters and the table's current size, and reads
-// rows by index and joins them by key.
-//
-// By default PostgreSQL settles on a generic plan after five runs of a
-// prepared statement and keeps it. When messages has just been vacuumed
-// empty (a queue that drained, or a test's reset), that plan is a
-// sequential scan and sort for the due, ready and leased scans and for the
-// joins by id, and it stays while the table refills: in the benchmark, 0.6
-// of PostgreSQL's cores went to it at 9,000 creates a second, and a drain
-// ran at 19,768 msgs/s instead of 31,700. Custom plans alone hash-join a
-// poll's or a promotion's CTE (its LIMIT says 10,000 rows) to a sequential
-// scan of the table. Every query on the hot path reads by index and joins
-// a few ids to the primary key, so seq scans, hash and merge joins are
-// switched off (PostgreSQL still uses them where nothing else is possible;
-// the statistics queries turn them back on). CockroachDB (which says so in
-// its crdb_version parameter) has none of these settings.
-func keyedPlans(ctx context.Context, conn *pgx.Conn) error {
-	if conn.PgConn().ParameterStatus("crdb_version") != "" {
-		return nil
-	}
-	_, err := conn.Exec(ctx, `SET plan_cache_mode = force_custom_plan;
-		SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off`)
-	return err
-}
-
-// scanning runs fn in a transaction that allows sequential scans and hash
-// joins again, for the statistics queries that read a whole table.
-func (s *Store) scanning(ctx context.Context, fn func(tx pgx.Tx) error) error {
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return mapErr(err)
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
-	if s.dialect.Name == schema.Postgres {
-		if _, err := tx.Exec(ctx, `SET LOCAL enable_seqscan = on; SET LOCAL enable_hashjoin = on`); err != nil {
-			return mapErr(err)
-		}
-	}
-	if err := fn(tx); err != nil {
-		return mapErr(err)
-	}
-	return mapErr(tx.Commit(ctx))
 }
 
 func detectDialect(ctx context.Context, pool *pgxpool.Pool) (string, error) {
