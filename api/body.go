@@ -211,45 +211,46 @@ func decodeBatch(b []byte, body *createMessagesBody) bool {
 
 // decodeLease decodes the body of an ack, if it takes it.
 func decodeLease(b []byte, body *leaseBody) bool {
-	r := jsonReader{b: b}
-	// The ids are substrings of the body's: one allocation for all.
-	s := string(b)
-	var seen, field uint8
-	if !r.next('{') {
-		return false
-	}
-	if r.next('}') {
-		return r.end()
-	}
-	for {
-		r.space()
-		key, ok := r.key()
-		if !ok {
-			return false
-		}
+	return decodeObject(b, func(r *jsonReader, key []byte, s string) (uint8, bool) {
 		switch string(key) {
 		case "message_ids":
-			field, ok = 1, r.stringList(&body.MessageIDs, s)
+			return 1, r.stringList(&body.MessageIDs, s)
 		case "receipts":
-			field, ok = 2, r.stringList(&body.Receipts, s)
-		default:
-			return false
+			return 2, r.stringList(&body.Receipts, s)
 		}
-		if !ok || seen&field != 0 {
-			return false
-		}
-		seen |= field
-		if !r.next(',') {
-			return r.next('}') && r.end()
-		}
-	}
+		return 0, false
+	})
 }
 
 // decodeNack decodes the body of a nack, if it takes it.
 func decodeNack(b []byte, body *nackBody) bool {
+	return decodeObject(b, func(r *jsonReader, key []byte, s string) (uint8, bool) {
+		switch string(key) {
+		case "message_ids":
+			return 1, r.stringList(&body.MessageIDs, s)
+		case "receipts":
+			return 2, r.stringList(&body.Receipts, s)
+		case "delay":
+			ok := r.integerOrString(&body.Delay.raw)
+			// A slice of b, which Huma reuses.
+			body.Delay.raw = bytes.Clone(body.Delay.raw)
+			return 4, ok
+		case "reason":
+			return 8, r.reason(&body.Reason)
+		}
+		return 0, false
+	})
+}
+
+// decodeObject reads b as one JSON object, handing each key to field, which
+// reads the value and names the field by a bit of its own. A key it does not
+// take, a value it cannot read or a field seen twice, and the body is not
+// taken. s is b as a string: the strings read are substrings of it, one
+// allocation for all.
+func decodeObject(b []byte, field func(r *jsonReader, key []byte, s string) (uint8, bool)) bool {
 	r := jsonReader{b: b}
 	s := string(b)
-	var seen, field uint8
+	var seen uint8
 	if !r.next('{') {
 		return false
 	}
@@ -262,24 +263,11 @@ func decodeNack(b []byte, body *nackBody) bool {
 		if !ok {
 			return false
 		}
-		switch string(key) {
-		case "message_ids":
-			field, ok = 1, r.stringList(&body.MessageIDs, s)
-		case "receipts":
-			field, ok = 2, r.stringList(&body.Receipts, s)
-		case "delay":
-			field, ok = 4, r.integerOrString(&body.Delay.raw)
-			// A slice of b, which Huma reuses.
-			body.Delay.raw = bytes.Clone(body.Delay.raw)
-		case "reason":
-			field, ok = 8, r.reason(&body.Reason)
-		default:
+		f, ok := field(&r, key, s)
+		if !ok || f == 0 || seen&f != 0 {
 			return false
 		}
-		if !ok || seen&field != 0 {
-			return false
-		}
-		seen |= field
+		seen |= f
 		if !r.next(',') {
 			return r.next('}') && r.end()
 		}
