@@ -236,7 +236,7 @@ func decodeNack(b []byte, body *nackBody) bool {
 			body.Delay.raw = bytes.Clone(body.Delay.raw)
 			return 4, ok
 		case "reason":
-			return 8, r.reason(&body.Reason)
+			return 8, r.text(&body.Reason, 4096)
 		}
 		return 0, false
 	})
@@ -317,9 +317,11 @@ func (r *jsonReader) stringList(dst *[]string, s string) bool {
 	}
 }
 
-// reason reads a nack's reason: null, or a string of at most 4096
-// characters without escapes, in valid UTF-8.
-func (r *jsonReader) reason(dst *string) bool {
+// text reads a free-text field: null, or a string of at most maxRunes
+// characters without escapes, in valid UTF-8 (encoding/json replaces
+// invalid bytes, so those go the slow way). A nack's reason takes 4096, a
+// dedup key 256.
+func (r *jsonReader) text(dst *string, maxRunes int) bool {
 	if r.literal("null") {
 		return true
 	}
@@ -327,11 +329,11 @@ func (r *jsonReader) reason(dst *string) bool {
 	if !r.str() {
 		return false
 	}
-	reason := r.b[start+1 : r.i-1]
-	if bytes.IndexByte(reason, '\\') >= 0 || !utf8.Valid(reason) || utf8.RuneCount(reason) > 4096 {
+	text := r.b[start+1 : r.i-1]
+	if bytes.IndexByte(text, '\\') >= 0 || !utf8.Valid(text) || utf8.RuneCount(text) > maxRunes {
 		return false
 	}
-	*dst = string(reason)
+	*dst = string(text)
 	return true
 }
 
@@ -425,7 +427,7 @@ func (r *jsonReader) message(m *MessageIn) bool {
 		case "max_attempts":
 			field, ok = 16, r.maxAttempts(&m.MaxAttempts)
 		case "dedup_key":
-			field, ok = 32, r.dedupKey(&m.DedupKey)
+			field, ok = 32, r.text(&m.DedupKey, 256)
 		default:
 			return false
 		}
@@ -472,24 +474,6 @@ func validName[S string | []byte](name S, maxLen int) bool {
 			return false
 		}
 	}
-	return true
-}
-
-// dedupKey reads a dedup key: null, or a string of at most 256 characters
-// without escapes, in valid UTF-8 (encoding/json replaces invalid bytes).
-func (r *jsonReader) dedupKey(dst *string) bool {
-	if r.literal("null") {
-		return true
-	}
-	start := r.i
-	if !r.str() {
-		return false
-	}
-	key := r.b[start+1 : r.i-1]
-	if bytes.IndexByte(key, '\\') >= 0 || !utf8.Valid(key) || utf8.RuneCount(key) > 256 {
-		return false
-	}
-	*dst = string(key)
 	return true
 }
 
