@@ -98,40 +98,30 @@ var copyColumns = []string{"id", "channel", "payload", "status", "scheduled_at",
 // READY by this node's clock.
 func (s *Store) copyMany(ctx context.Context, p *store.MessageInsertManyParams) error {
 	now := time.Now()
-	wake := make([]string, 0, 8)
-	seen := map[string]bool{}
-	names := make([]string, 0, 8)
-	row := make([]any, len(copyColumns))
-	src := pgx.CopyFromFunc(func() func() ([]any, error) {
-		i := 0
-		return func() ([]any, error) {
-			if i == len(p.Messages) {
-				return nil, nil
-			}
-			m := p.Messages[i]
-			i++
-			status := store.StatusPending
-			if !m.ScheduledAt.After(now) {
-				status = store.StatusReady
-			}
-			region := cmp.Or(m.Region, s.opts.Region)
-			created := m.CreatedAt
-			if created.IsZero() {
-				created = now
-			}
-			row[0], row[1], row[2], row[3], row[4] = [16]byte(m.ID), m.Channel, m.Payload, string(status), m.ScheduledAt
-			row[5], row[6], row[7], row[8] = int32(max(m.MaxAttempts, 1)), created, now, region
-			if t := wakeTopic(status, m.Channel, region); !seen[t] {
-				seen[t] = true
-				wake = append(wake, t)
-			}
-			if !seen["\x00"+m.Channel] {
-				seen["\x00"+m.Channel] = true
-				names = append(names, m.Channel)
-			}
-			return row, nil
+	// The (status, channel, region) triples the batch feeds, for the
+	// channels table and the wake-ups.
+	type target struct {
+		status          store.Status
+		channel, region string
+	}
+	targets := map[target]bool{}
+	row := make([]any, len(copyColumns)) // pgx encodes each row before asking for the next
+	src := pgx.CopyFromSlice(len(p.Messages), func(i int) ([]any, error) {
+		m := p.Messages[i]
+		status := store.StatusPending
+		if !m.ScheduledAt.After(now) {
+			status = store.StatusReady
 		}
-	}())
+		region := cmp.Or(m.Region, s.opts.Region)
+		created := m.CreatedAt
+		if created.IsZero() {
+			created = now
+		}
+		row[0], row[1], row[2], row[3], row[4] = [16]byte(m.ID), m.Channel, m.Payload, string(status), m.ScheduledAt
+		row[5], row[6], row[7], row[8] = int32(max(m.MaxAttempts, 1)), created, now, region
+		targets[target{status, m.Channel, region}] = true
+		return row, nil
+	})
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return err
@@ -140,7 +130,13 @@ func (s *Store) copyMany(ctx context.Context, p *store.MessageInsertManyParams) 
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"messages"}, copyColumns, src); err != nil {
 		return err
 	}
+	var names, wake []string
+	for t := range targets {
+		names = append(names, t.channel)
+		wake = append(wake, wakeTopic(t.status, t.channel, t.region))
+	}
 	slices.Sort(names) // a fixed order, so concurrent flushes cannot deadlock on channels
+	names = slices.Compact(names)
 	b := &pgx.Batch{}
 	b.Queue(`INSERT INTO channels (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, names)
 	if p.Node != "" {
