@@ -244,7 +244,7 @@ func TestWALErrorDiskFull(t *testing.T) {
 // acknowledged update, and none it acknowledged as deleted.
 func TestWALCrash(t *testing.T) {
 	if testing.Short() {
-		t.Skip("skipped under -short: it starts a child process and kills it")
+		t.Skip("skipped under -short: it starts a child process and kill -9s it; make test runs it without -short")
 	}
 	dir := t.TempDir()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
