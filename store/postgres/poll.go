@@ -185,17 +185,24 @@ func (s *Store) leaseLocal(ctx context.Context, p *store.MessagePollParams, regi
 // clock_timestamp(), not now(): now() is when the statement's transaction
 // began, which on a busy server can be milliseconds before the snapshot that
 // saw the row READY, and so before the message's scheduled_at.
+//
+// The rows are locked in a sub-select and updated through id = ANY(ARRAY(…)),
+// not by joining a CTE to messages: the planner sizes such a join by the
+// LIMIT and the table's statistics, and with statistics that lag behind the
+// table it hash-joined the CTE to a sequential scan of messages. The array
+// leaves it one plan, a probe of the primary key per locked row (see
+// keyedPlans).
 func (s *Store) pollRegion(ctx context.Context, p *store.MessagePollParams, region, op string, limit int) ([]*store.Message, error) {
-	msgs, err := collectMessages(s.pool.Query(ctx, `WITH c AS (
+	msgs, err := collectMessages(s.pool.Query(ctx, `UPDATE messages m SET status = 'ACQUIRED',
+			lease_token = gen_random_uuid(), acquired_at = clock_timestamp(),
+			leased_until = clock_timestamp() + $4::interval, attempts = m.attempts + 1, updated_at = now()
+		WHERE m.id = ANY(ARRAY(
 			SELECT id FROM messages
 			WHERE channel = $1 AND status = 'READY' AND region `+op+` $2::`+s.dialect.RegionType+`
 			ORDER BY scheduled_at
 			LIMIT $3
 			FOR UPDATE SKIP LOCKED
-		)
-		UPDATE messages m SET status = 'ACQUIRED', lease_token = gen_random_uuid(), acquired_at = clock_timestamp(),
-			leased_until = clock_timestamp() + $4::interval, attempts = m.attempts + 1, updated_at = now()
-		FROM c WHERE m.id = c.id
+		))
 		RETURNING `+messageCols, p.Channel, region, limit, p.Visibility))
 	if err != nil {
 		return nil, err
@@ -213,16 +220,16 @@ func (s *Store) pollRegion(ctx context.Context, p *store.MessagePollParams, regi
 // empty. The scheduler's lateness metric learns of these messages through
 // Options.OnClaimDue.
 func (s *Store) claimDue(ctx context.Context, p *store.MessagePollParams, region string, limit int) ([]*store.Message, error) {
-	msgs, err := collectMessages(s.pool.Query(ctx, `WITH c AS (
+	msgs, err := collectMessages(s.pool.Query(ctx, `UPDATE messages m SET status = 'ACQUIRED',
+			lease_token = gen_random_uuid(), acquired_at = clock_timestamp(),
+			leased_until = clock_timestamp() + $4::interval, attempts = m.attempts + 1, updated_at = now()
+		WHERE m.id = ANY(ARRAY(
 			SELECT id FROM messages
 			WHERE status = 'PENDING' AND region = $2::`+s.dialect.RegionType+` AND scheduled_at <= now() AND channel = $1
 			ORDER BY scheduled_at
 			LIMIT $3
 			FOR UPDATE SKIP LOCKED
-		)
-		UPDATE messages m SET status = 'ACQUIRED', lease_token = gen_random_uuid(), acquired_at = clock_timestamp(),
-			leased_until = clock_timestamp() + $4::interval, attempts = m.attempts + 1, updated_at = now()
-		FROM c WHERE m.id = c.id
+		))
 		RETURNING `+messageCols, p.Channel, region, limit, p.Visibility))
 	if err != nil || len(msgs) == 0 {
 		return nil, err

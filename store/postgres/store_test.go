@@ -247,6 +247,37 @@ func TestStaleReceipt(t *testing.T) {
 	require.Equal(t, store.Counts{"jobs": 1}, counts)
 }
 
+// TestCrossedReceipts checks that a receipt names an id and a token
+// together: ids and tokens that are each current, but paired crosswise, are
+// refused as stale and change nothing.
+func TestCrossedReceipts(t *testing.T) {
+	b := setup(t)
+	b.insert(t, newMessage("jobs", time.Now()), newMessage("jobs", time.Now()))
+	leased := b.poll(t, "jobs", 2, time.Minute)
+	require.Len(t, leased, 2)
+	x, y := leased[0], leased[1]
+	crossed := []store.Receipt{{ID: x.ID, Token: y.LeaseToken}, {ID: y.ID, Token: x.LeaseToken}}
+	twice := []store.Receipt{{ID: x.ID, Token: x.LeaseToken}, {ID: x.ID, Token: y.LeaseToken}}
+	for _, rs := range [][]store.Receipt{crossed, twice} {
+		_, err := b.store.MessageAck(b.ctx, &store.MessageAckParams{Receipts: rs})
+		require.ErrorIs(t, err, store.ErrStaleLease)
+		_, err = b.store.MessageNack(b.ctx, &store.MessageNackParams{Receipts: rs})
+		require.ErrorIs(t, err, store.ErrStaleLease)
+		_, err = b.store.MessageExtend(b.ctx, &store.MessageExtendParams{Receipts: rs, Visibility: time.Hour})
+		require.ErrorIs(t, err, store.ErrStaleLease)
+	}
+	for _, m := range leased {
+		got, err := b.store.MessageGet(b.ctx, m.ID)
+		require.NoError(t, err)
+		require.Equal(t, store.StatusAcquired, got.Status)
+		require.Equal(t, m.LeaseToken, got.LeaseToken)
+		require.WithinDuration(t, m.LeasedUntil, got.LeasedUntil, time.Millisecond, "not extended")
+	}
+	counts, err := b.store.MessageNack(b.ctx, &store.MessageNackParams{Receipts: receipts(leased)})
+	require.NoError(t, err)
+	require.Equal(t, store.Counts{"jobs": 2}, counts)
+}
+
 func TestRecoverDeadLetters(t *testing.T) {
 	b := setup(t)
 	m := newMessage("jobs", time.Now())
