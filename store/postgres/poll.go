@@ -66,7 +66,7 @@ func (s *Store) MessagePoll(ctx context.Context, p *store.MessagePollParams) ([]
 		return msgs, err
 	}
 	if len(msgs) < p.Max && (p.Subsidize || len(msgs) == 0) {
-		more, err := s.pollRegion(ctx, p, region, "<>", p.Max-len(msgs))
+		more, err := s.pollRegion(ctx, p, region, false, p.Max-len(msgs))
 		if err != nil {
 			return msgs, err
 		}
@@ -167,7 +167,7 @@ func (s *Store) leadPolls(ctx context.Context, key pollKey, p *store.MessagePoll
 // leaseLocal leases up to limit messages of the local region: READY ones,
 // then due PENDING ones, in due order.
 func (s *Store) leaseLocal(ctx context.Context, p *store.MessagePollParams, region string, limit int) ([]*store.Message, error) {
-	msgs, err := s.pollRegion(ctx, p, region, "=", limit)
+	msgs, err := s.pollRegion(ctx, p, region, true, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -181,7 +181,8 @@ func (s *Store) leaseLocal(ctx context.Context, p *store.MessagePollParams, regi
 	return msgs, nil
 }
 
-// pollRegion leases up to limit READY messages of a region. acquired_at is
+// pollRegion leases up to limit READY messages of a region, or, when local
+// is false, of every region but that one. acquired_at is
 // clock_timestamp(), not now(): now() is when the statement's transaction
 // began, which on a busy server can be milliseconds before the snapshot that
 // saw the row READY, and so before the message's scheduled_at.
@@ -191,14 +192,22 @@ func (s *Store) leaseLocal(ctx context.Context, p *store.MessagePollParams, regi
 // LIMIT and the table's statistics, and with statistics that lag behind the
 // table it hash-joined the CTE to a sequential scan of messages. The array
 // leaves it one plan, a probe of the primary key per locked row (see
-// keyedPlans).
-func (s *Store) pollRegion(ctx context.Context, p *store.MessagePollParams, region, op string, limit int) ([]*store.Message, error) {
+// keyedPlans). The other regions are region < $2 OR region > $2, not
+// region <> $2: two ranges of messages_ready, where <> leaves the planner
+// the whole channel's entries to read and, when statistics say the table
+// holds nothing but the local region, a sequential scan of the table
+// instead.
+func (s *Store) pollRegion(ctx context.Context, p *store.MessagePollParams, region string, local bool, limit int) ([]*store.Message, error) {
+	inRegion := `region = $2::` + s.dialect.RegionType
+	if !local {
+		inRegion = `(region < $2::` + s.dialect.RegionType + ` OR region > $2::` + s.dialect.RegionType + `)`
+	}
 	msgs, err := collectMessages(s.pool.Query(ctx, `UPDATE messages m SET status = 'ACQUIRED',
 			lease_token = gen_random_uuid(), acquired_at = clock_timestamp(),
 			leased_until = clock_timestamp() + $4::interval, attempts = m.attempts + 1, updated_at = now()
 		WHERE m.id = ANY(ARRAY(
 			SELECT id FROM messages
-			WHERE channel = $1 AND status = 'READY' AND region `+op+` $2::`+s.dialect.RegionType+`
+			WHERE channel = $1 AND status = 'READY' AND `+inRegion+`
 			ORDER BY scheduled_at
 			LIMIT $3
 			FOR UPDATE SKIP LOCKED
