@@ -1,15 +1,21 @@
 package postgres_test
 
 import (
+	"context"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/smq/smq/store"
+	"github.com/smq/smq/store/postgres"
+	"github.com/smq/smq/test/pgtest"
 )
 
 // TestQueriesUseTheirIndexes checks that the scheduler's, the consumers' and
@@ -71,6 +77,142 @@ func TestQueriesUseTheirIndexes(t *testing.T) {
 					require.LessOrEqual(t, n, c.maxRows, "the scan reads more of its index than the query returns:\n%s", text)
 				}
 			})
+		}
+	}
+}
+
+// TestPlansStayKeyedAfterEmptyVacuum reproduces a queue that drained and was
+// vacuumed empty, then refills before its next ANALYZE, as the benchmark's
+// reset between workloads does: the table's statistics say every row is
+// READY (it was analyzed full of them), the hot paths run on the empty table
+// more than the five times after which PostgreSQL may keep a generic plan,
+// and the table grows. Then, on the store's one connection, every statement
+// it prepared on messages must be planned with its parameters (no generic
+// plan), and its plan for this table must read by index: no sequential scan
+// of messages, no hash or merge join, rows found by id through the primary
+// key, and the leases' index read only by the janitor's scan in lease
+// order. With PostgreSQL's defaults the cached plans are sequential scans.
+func TestPlansStayKeyedAfterEmptyVacuum(t *testing.T) {
+	ctx := context.Background()
+	s, err := postgres.Open(ctx, pgtest.URL(t), postgres.Options{Region: "eu", MaxConns: 1})
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+	pool := s.Pool()
+	b := &bundle{ctx: ctx, store: s}
+	// One name serves as the channel and the region, so that any text
+	// parameter of the statements below can be given it.
+	const name = "eu"
+
+	ready := make([]*store.Message, 2000)
+	for i := range ready {
+		ready[i] = newMessage(name, time.Now().Add(-time.Minute))
+	}
+	b.insert(t, ready...)
+	for _, sql := range []string{`ALTER TABLE messages SET (autovacuum_enabled = false)`, `ANALYZE messages`,
+		`TRUNCATE messages`, `VACUUM messages`} {
+		_, err := pool.Exec(ctx, sql)
+		require.NoError(t, err, sql)
+	}
+
+	stranger := []store.Receipt{{ID: uuid.New(), Token: uuid.New()}}
+	hotPaths := func() {
+		t.Helper()
+		_, err := s.MessagePromote(ctx, &store.MessagePromoteParams{Region: name, Limit: 1000})
+		require.NoError(t, err)
+		_, err = s.MessagePoll(ctx, &store.MessagePollParams{Channel: name, Max: 1000, Visibility: time.Minute, Region: name})
+		require.NoError(t, err)
+		_, err = s.MessageAck(ctx, &store.MessageAckParams{Receipts: stranger})
+		require.ErrorIs(t, err, store.ErrStaleLease)
+		_, err = s.MessageAck(ctx, &store.MessageAckParams{IDs: []uuid.UUID{uuid.New()}})
+		require.NoError(t, err)
+		_, err = s.MessageNack(ctx, &store.MessageNackParams{Receipts: stranger})
+		require.ErrorIs(t, err, store.ErrStaleLease)
+		_, err = s.MessageNack(ctx, &store.MessageNackParams{IDs: []uuid.UUID{uuid.New()}})
+		require.NoError(t, err)
+		_, err = s.MessageExtend(ctx, &store.MessageExtendParams{Receipts: stranger, Visibility: time.Minute})
+		require.ErrorIs(t, err, store.ErrStaleLease)
+		_, err = s.MessageRecover(ctx, &store.MessageRecoverParams{Region: name, Limit: 1000})
+		require.NoError(t, err)
+		_, err = s.MessageNextDue(ctx, name)
+		require.NoError(t, err)
+		again := newMessage(name, time.Now().Add(time.Hour))
+		again.DedupKey = "once"
+		_, err = s.MessageInsertMany(ctx, &store.MessageInsertManyParams{Messages: []*store.Message{again}})
+		require.NoError(t, err)
+	}
+	for range 7 {
+		hotPaths()
+	}
+
+	// The table refills: PENDING rows due later, READY rows, and leases.
+	grown := make([]*store.Message, 0, 60_000)
+	for i := range 30_000 {
+		grown = append(grown, newMessage(name, time.Now().Add(time.Duration(i)*time.Second)),
+			newMessage(name, time.Now().Add(-time.Minute)))
+	}
+	for chunk := range slices.Chunk(grown, 10_000) {
+		b.insert(t, chunk...)
+	}
+	var leases []*store.Message
+	for len(leases) < 10_000 {
+		msgs, err := s.MessagePoll(ctx, &store.MessagePollParams{Channel: name, Max: 1000, Visibility: time.Hour, Region: name})
+		require.NoError(t, err)
+		require.NotEmpty(t, msgs)
+		leases = append(leases, msgs...)
+	}
+	hotPaths()
+
+	// Parameters to plan the statements with, by type: a request's worth of
+	// ids and receipts of current leases.
+	var ids, keys []string
+	for _, m := range leases[:1000] {
+		ids = append(ids, m.ID.String())
+		keys = append(keys, m.ID.String()+m.LeaseToken.String())
+	}
+	values := map[string]string{
+		"text": name, "integer": "1000", "bigint": "1000", "interval": "1 minute", "double precision": "1",
+		"uuid[]": "{" + strings.Join(ids, ",") + "}", "text[]": "{" + strings.Join(keys, ",") + "}",
+	}
+
+	rows, err := pool.Query(ctx, `SELECT name, statement, parameter_types::text[], generic_plans
+		FROM pg_prepared_statements
+		WHERE statement LIKE '%messages%WHERE%' AND statement NOT LIKE '%pg_prepared_statements%'
+			AND statement NOT LIKE 'INSERT%'`) // not pgx's description of a COPY's columns, nor the inserts
+	require.NoError(t, err)
+	type prepared struct {
+		name, sql string
+		types     []string
+		generic   int64
+	}
+	statements, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (p prepared, err error) {
+		return p, r.Scan(&p.name, &p.sql, &p.types, &p.generic)
+	})
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(statements), 10, "the hot paths prepared their statements on the one connection")
+
+	for _, p := range statements {
+		sql := strings.Join(strings.Fields(p.sql), " ")
+		require.Zero(t, p.generic, "planned once for all parameters and table sizes:\n%s", sql)
+		args := make([]string, len(p.types))
+		for i, typ := range p.types {
+			v, ok := values[typ]
+			require.True(t, ok, "no value for a parameter of type %s:\n%s", typ, sql)
+			args[i] = "'" + v + "'::" + typ
+		}
+		rows, err := pool.Query(ctx, `EXPLAIN (COSTS OFF) EXECUTE `+p.name+`(`+strings.Join(args, ", ")+`)`)
+		require.NoError(t, err, sql)
+		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		require.NoError(t, err, sql)
+		plan := strings.Join(lines, "\n")
+		msg := "%s\n%s"
+		require.NotContains(t, plan, "Seq Scan on messages", msg, sql, plan)
+		require.NotContains(t, plan, "Hash Join", msg, sql, plan)
+		require.NotContains(t, plan, "Merge Join", msg, sql, plan)
+		if strings.HasPrefix(sql, "UPDATE") || strings.HasPrefix(sql, "DELETE") {
+			require.Contains(t, plan, "messages_pkey", "rows found by primary key: "+msg, sql, plan)
+		}
+		if !strings.Contains(sql, "ORDER BY leased_until") {
+			require.NotContains(t, plan, "messages_leased", "reads every lease: "+msg, sql, plan)
 		}
 	}
 }
