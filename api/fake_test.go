@@ -280,6 +280,7 @@ func (b *fakeBuffer) Commit(context.Context, *store.Batch) error { return nil }
 func (b *fakeBuffer) Release(*store.Batch)                       {}
 func (b *fakeBuffer) Discard(context.Context, uint64) error      { return nil }
 func (b *fakeBuffer) Appended() <-chan struct{}                  { return nil }
+func (b *fakeBuffer) Due() <-chan struct{}                       { return nil }
 func (b *fakeBuffer) Stats() store.BufferStats {
 	b.mu.Lock()
 	defer b.mu.Unlock()

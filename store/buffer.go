@@ -49,6 +49,10 @@ type Buffer interface {
 	// Appended returns a channel that receives a value after appends (several
 	// appends may merge into one).
 	Appended() <-chan struct{}
+	// Due returns a channel that receives a value after an append or an
+	// update of a message that falls due within a second, so that the
+	// flusher writes it at once instead of waiting for others to join it.
+	Due() <-chan struct{}
 	// Stats reports the buffer's gauges.
 	Stats() BufferStats
 	// Close releases the buffer; the WAL keeps its records for the next open.
@@ -69,6 +73,9 @@ type BufferStats struct {
 	Kind string
 	// Depth counts buffered messages, in flight included.
 	Depth int
+	// Ready counts the recorded ones: Depth without the appends still
+	// being written.
+	Ready int
 	// Bytes is their payload size.
 	Bytes int64
 	// MaxDepth and MaxBytes are the configured capacity.

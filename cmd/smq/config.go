@@ -36,7 +36,8 @@ type Config struct {
 	WALDir            string        `koanf:"wal_dir" help:"directory of the write-ahead log (buffer=wal)"`
 	BufferMaxDepth    int           `koanf:"buffer_max_depth" help:"most messages the buffer holds before creates get 429"`
 	BufferMaxBytes    int64         `koanf:"buffer_max_bytes" help:"most payload bytes the buffer holds before creates get 429"`
-	FlushInterval     time.Duration `koanf:"flush_interval" help:"longest a message waits in the buffer when traffic is light"`
+	FlushInterval     time.Duration `koanf:"flush_interval" help:"how often an idle flusher looks at the buffer"`
+	FlushLinger       time.Duration `koanf:"flush_linger" help:"how long buffered messages due later than 250 ms wait for others to share their flush (0 to 100ms; 0: none)"`
 	FlushMaxBatch     int           `koanf:"flush_max_batch" help:"largest flush batch"`
 	TemporalAddress   string        `koanf:"temporal_address" help:"Temporal frontend host:port (smq dev: empty runs an embedded server)"`
 	TemporalNamespace string        `koanf:"temporal_namespace" help:"Temporal namespace"`
@@ -63,6 +64,7 @@ func defaultConfig() Config {
 		BufferMaxDepth:    200_000,
 		BufferMaxBytes:    256 << 20,
 		FlushInterval:     100 * time.Millisecond,
+		FlushLinger:       20 * time.Millisecond,
 		FlushMaxBatch:     10_000,
 		TemporalAddress:   "127.0.0.1:7233",
 		TemporalNamespace: "default",
@@ -177,6 +179,8 @@ func (c Config) validate() error {
 		return bad("buffer_max_bytes", "must be at least 1 MiB")
 	case c.FlushInterval <= 0:
 		return bad("flush_interval", "must be positive")
+	case c.FlushLinger < 0 || c.FlushLinger > 100*time.Millisecond:
+		return bad("flush_linger", "must be 0 to 100ms")
 	case c.FlushMaxBatch < 1 || c.FlushMaxBatch > 50_000:
 		return bad("flush_max_batch", "must be 1 to 50000")
 	case c.MaxPayload < 1 || c.MaxPayload > 64<<20:

@@ -44,6 +44,7 @@ func TestConfigInvalidNamesTheSetting(t *testing.T) {
 	}{
 		{"SMQ_BUFFER", "disk", "SMQ_BUFFER"},
 		{"SMQ_FLUSH_INTERVAL", "-1s", "SMQ_FLUSH_INTERVAL"},
+		{"SMQ_FLUSH_LINGER", "200ms", "SMQ_FLUSH_LINGER"},
 		{"SMQ_API_KEYS", "ops=s3cret:root", "SMQ_API_KEYS"},
 		{"SMQ_REGION", "eu west", "SMQ_REGION"},
 		{"SMQ_LOG_FORMAT", "xml", "SMQ_LOG_FORMAT"},

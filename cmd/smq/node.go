@@ -89,8 +89,12 @@ func runNode(ctx context.Context, cfg Config, log *slog.Logger, ready func(addr 
 		}
 	}
 
+	linger := cfg.FlushLinger
+	if linger == 0 {
+		linger = -1 // none
+	}
 	flusher := buffer.NewFlusher(buf, db, buffer.FlusherConfig{Node: nodeID, Interval: cfg.FlushInterval,
-		MaxBatch: cfg.FlushMaxBatch, Logger: log})
+		Linger: linger, MaxBatch: cfg.FlushMaxBatch, Logger: log})
 	backoff := store.Backoff{Base: cfg.NackBackoffBase, Factor: cfg.NackBackoffFactor, Cap: cfg.NackBackoffCap}
 
 	acts := &activities.Activities{Store: db, Notifier: db, Flusher: flusher, Logger: log,

@@ -26,11 +26,17 @@ type FlusherConfig struct {
 	// Node names this node's buffer in the database's flush watermarks.
 	// Required.
 	Node string
-	// Interval is the longest a record waits in the buffer when traffic is
-	// light: the flusher writes as soon as records arrive, and whatever
-	// accumulates during a flush goes in the next. A flush slower than half
-	// of it halves the batch size. Defaults to 100 ms.
+	// Interval is how often the flusher looks at the buffer when no signal
+	// wakes it (a record skipped while busy sends none). A flush slower
+	// than half of it halves the batch size. Defaults to 100 ms.
 	Interval time.Duration
+	// Linger is how long records that arrive while the flusher is idle wait
+	// for others to join them in one database transaction, so that light
+	// traffic costs a few transactions a second rather than one per
+	// request, and heavy traffic fewer, larger batches. A record due
+	// within 250 ms, or a batch's worth of records, ends the wait at once.
+	// Defaults to 20 ms; negative: no wait.
+	Linger time.Duration
 	// MinBatch is the smallest batch size the flusher shrinks to. Defaults
 	// to 100.
 	MinBatch int
@@ -48,6 +54,7 @@ type FlusherConfig struct {
 
 func (c FlusherConfig) withDefaults() FlusherConfig {
 	c.Interval = cmp.Or(c.Interval, 100*time.Millisecond)
+	c.Linger = cmp.Or(c.Linger, 20*time.Millisecond)
 	c.MinBatch = cmp.Or(c.MinBatch, 100)
 	c.MaxBatch = cmp.Or(c.MaxBatch, 10_000)
 	c.InitialBatch = cmp.Or(c.InitialBatch, 1_000)
@@ -95,6 +102,10 @@ type Flusher struct {
 
 	mu    sync.Mutex // guards stats
 	stats store.FlushStats
+
+	// idle, when set (by tests), is called each time the flusher starts
+	// waiting for records.
+	idle func()
 }
 
 // NewFlusher returns a Flusher from buf to sink. It panics on an invalid
@@ -161,15 +172,16 @@ func (f *Flusher) loop(ctx context.Context, progress func(store.FlushStats), dra
 			return err
 		}
 		var (
-			n   int
-			err error
+			n    int
+			full bool
+			err  error
 		)
 		if !reconciled {
 			err = f.reconcile(ctx)
 			reconciled = err == nil
 		}
 		if err == nil {
-			n, err = f.flush(ctx)
+			n, full, err = f.flush(ctx)
 		}
 		if err != nil && ctx.Err() != nil {
 			// Stopped mid-flush: not a failure; the batch was released.
@@ -193,13 +205,21 @@ func (f *Flusher) loop(ctx context.Context, progress func(store.FlushStats), dra
 		bo.Reset()
 		if n > 0 {
 			f.report(progress)
-			// Whatever arrived during the flush goes in the next one, at once.
-			continue
 		}
-		if drain && f.buf.Stats().Depth == 0 {
+		switch {
+		case full || (drain && n > 0):
+			// A backlog: the next batch goes at once.
+		case drain && f.buf.Stats().Depth == 0:
 			return nil
+		case n > 0:
+			// What arrived during the flush waits for company, as if it
+			// had arrived while the flusher was idle.
+			f.linger(ctx)
+		default:
+			if f.wait(ctx) && !drain {
+				f.linger(ctx)
+			}
 		}
-		f.wait(ctx)
 	}
 }
 
@@ -218,12 +238,13 @@ func (f *Flusher) reconcile(ctx context.Context) error {
 	return nil
 }
 
-// flush writes one batch and returns how many messages it flushed.
-func (f *Flusher) flush(ctx context.Context) (int, error) {
+// flush writes one batch and returns how many messages it flushed, and
+// whether the batch was full.
+func (f *Flusher) flush(ctx context.Context) (int, bool, error) {
 	size := f.Stats().BatchSize
 	b := f.buf.Next(size)
 	if b == nil {
-		return 0, nil
+		return 0, false, nil
 	}
 	start := time.Now()
 	_, err := f.sink.MessageInsertMany(ctx, &store.MessageInsertManyParams{
@@ -244,7 +265,7 @@ func (f *Flusher) flush(ctx context.Context) (int, error) {
 	f.stats.LastAt = time.Now()
 	if err != nil {
 		f.buf.Release(b)
-		return 0, err
+		return 0, false, err
 	}
 	n := len(b.Messages)
 	f.stats.Flushed += int64(n)
@@ -258,7 +279,7 @@ func (f *Flusher) flush(ctx context.Context) (int, error) {
 	case n == size:
 		f.stats.BatchSize = min(size*2, f.cfg.MaxBatch)
 	}
-	return n, nil
+	return n, n == size, nil
 }
 
 func (f *Flusher) report(progress func(store.FlushStats)) {
@@ -269,14 +290,43 @@ func (f *Flusher) report(progress func(store.FlushStats)) {
 
 // wait returns when records may have arrived, after Interval at the latest
 // (a record Next skipped while a Delete of it was being written, for one,
-// sends no signal of its own), or when ctx is done.
-func (f *Flusher) wait(ctx context.Context) {
+// sends no signal of its own), or when ctx is done. It reports whether
+// records were appended.
+func (f *Flusher) wait(ctx context.Context) bool {
+	if f.idle != nil {
+		f.idle()
+	}
 	t := time.NewTimer(f.cfg.Interval)
 	defer t.Stop()
 	select {
 	case <-f.buf.Appended():
+		return true
+	case <-f.buf.Due():
+		return false
 	case <-t.C:
 	case <-ctx.Done():
+	}
+	return false
+}
+
+// linger waits up to Linger for more records to join those that arrived,
+// unless one of them falls due soon or a batch's worth is waiting.
+func (f *Flusher) linger(ctx context.Context) {
+	if f.cfg.Linger <= 0 {
+		return
+	}
+	t := time.NewTimer(f.cfg.Linger)
+	defer t.Stop()
+	for f.buf.Stats().Ready < f.Stats().BatchSize {
+		select {
+		case <-f.buf.Appended():
+		case <-f.buf.Due():
+			return
+		case <-t.C:
+			return
+		case <-ctx.Done():
+			return
+		}
 	}
 }
 

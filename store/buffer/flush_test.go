@@ -331,3 +331,95 @@ func TestFlusherConfig(t *testing.T) {
 		NewFlusher(NewMemory(MemoryConfig{}), newFakeSink(), FlusherConfig{Node: "n", MinBatch: 10, MaxBatch: 5})
 	})
 }
+
+// dueIn returns n messages scheduled d from now.
+func dueIn(n int, d time.Duration) []*store.Message {
+	msgs := newMessages(n)
+	for _, m := range msgs {
+		m.ScheduledAt = time.Now().Add(d)
+	}
+	return msgs
+}
+
+func TestFlusherLinger(t *testing.T) {
+	for name, open := range map[string]func(t *testing.T) store.Buffer{
+		"memory": func(*testing.T) store.Buffer { return NewMemory(MemoryConfig{}) },
+		"wal":    func(t *testing.T) store.Buffer { return openWAL(t, WALConfig{Dir: t.TempDir()}) },
+	} {
+		t.Run(name, func(t *testing.T) {
+			// start runs a flusher with the given linger (an hour outlasts
+			// the test unless something ends it). It returns once the
+			// flusher waits for records.
+			start := func(t *testing.T, linger time.Duration) (store.Buffer, *fakeSink) {
+				buf := open(t)
+				sink := newFakeSink()
+				f := NewFlusher(buf, sink, FlusherConfig{Node: "n1", Interval: time.Hour, Linger: linger,
+					MinBatch: 10, InitialBatch: 10, MaxBatch: 10, Logger: discardLogger})
+				idle := make(chan struct{}, 1)
+				f.idle = func() { poke(idle) }
+				runFlusher(t, f)
+				<-idle
+				return buf, sink
+			}
+			calls := func(s *fakeSink) []int {
+				s.mu.Lock()
+				defer s.mu.Unlock()
+				var sizes []int
+				for _, c := range s.calls {
+					sizes = append(sizes, len(c.Messages))
+				}
+				return sizes
+			}
+
+			t.Run("later messages share one flush", func(t *testing.T) {
+				buf, sink := start(t, 300*time.Millisecond)
+				appendEach(t, buf, dueIn(3, time.Hour))
+				sink.waitRows(t, 3)
+				require.Equal(t, []int{3}, calls(sink), "one transaction for the three")
+			})
+			t.Run("a message due within 250 ms ends the wait", func(t *testing.T) {
+				buf, sink := start(t, time.Hour)
+				appendEach(t, buf, dueIn(2, time.Hour))
+				appendEach(t, buf, dueIn(1, 200*time.Millisecond))
+				sink.waitRows(t, 3)
+				require.Equal(t, []int{3}, calls(sink), "the due one takes the others along")
+			})
+			t.Run("a message rescheduled to now ends the wait", func(t *testing.T) {
+				buf, sink := start(t, time.Hour)
+				msgs := dueIn(1, time.Hour)
+				appendEach(t, buf, msgs)
+				_, ok, err := buf.Update(context.Background(), msgs[0].ID, func(m *store.Message) { m.ScheduledAt = time.Now() })
+				require.NoError(t, err)
+				require.True(t, ok)
+				sink.waitRows(t, 1)
+			})
+			t.Run("what arrives during a flush waits too", func(t *testing.T) {
+				buf, sink := start(t, time.Hour)
+				late := dueIn(10, time.Hour)
+				sink.before = func(call int) error {
+					if call == 0 {
+						appendEach(t, buf, late[:1])
+					}
+					return nil
+				}
+				appendEach(t, buf, dueIn(1, 100*time.Millisecond))
+				sink.waitRows(t, 1)
+				time.Sleep(50 * time.Millisecond) // room for a wrong flush of late[0] alone
+				appendEach(t, buf, late[1:])
+				sink.waitRows(t, 11)
+				require.Equal(t, []int{1, 10}, calls(sink))
+			})
+			t.Run("a batch's worth ends the wait", func(t *testing.T) {
+				buf, sink := start(t, time.Hour)
+				appendEach(t, buf, dueIn(10, time.Hour))
+				sink.waitRows(t, 10)
+				require.Equal(t, []int{10}, calls(sink))
+			})
+			t.Run("no linger flushes at once", func(t *testing.T) {
+				buf, sink := start(t, -1)
+				appendEach(t, buf, dueIn(1, time.Hour))
+				sink.waitRows(t, 1)
+			})
+		})
+	}
+}

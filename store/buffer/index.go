@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -86,8 +87,10 @@ type index struct {
 	maxDepth int
 	maxBytes int64
 
-	// notify is Appended's channel: capacity 1, sent to without blocking.
+	// notify is Appended's channel, due is Due's: capacity 1, sent to
+	// without blocking.
 	notify chan struct{}
+	due    chan struct{}
 
 	mu    sync.Mutex // guards the fields below
 	byID  map[uuid.UUID]*record
@@ -114,14 +117,31 @@ func newIndex(kind string, maxDepth int, maxBytes int64) *index {
 		maxDepth: maxDepth,
 		maxBytes: maxBytes,
 		notify:   make(chan struct{}, 1),
+		due:      make(chan struct{}, 1),
 		byID:     make(map[uuid.UUID]*record),
 		changed:  make(chan struct{}),
 	}
 }
 
-func (ix *index) signal() {
+func (ix *index) signal() { poke(ix.notify) }
+
+// dueWithin is how soon a message must fall due for its append or update
+// to signal Due: it then reaches the database at once rather than after
+// the flusher's linger (at most 100 ms, as the node configures it).
+const dueWithin = 250 * time.Millisecond
+
+// signalDue signals Due if a message scheduled at t is due within
+// dueWithin.
+func (ix *index) signalDue(t time.Time) {
+	if !t.IsZero() && time.Until(t) < dueWithin {
+		poke(ix.due)
+	}
+}
+
+// poke sends to a channel of capacity 1 without blocking.
+func poke(c chan struct{}) {
 	select {
-	case ix.notify <- struct{}{}:
+	case c <- struct{}{}:
 	default:
 	}
 }
@@ -163,31 +183,42 @@ func (ix *index) unreserve(recs []*record) {
 // admit assigns them.
 func (ix *index) admit(recs []*record, number bool) {
 	ix.mu.Lock()
-	ix.admitLocked(recs, number)
+	first := ix.admitLocked(recs, number)
 	ix.mu.Unlock()
+	ix.signalDue(first)
 	ix.signal()
 }
 
 // admitMany admits the records of several appends, in order, under one
 // lock.
 func (ix *index) admitMany(groups [][]*record) {
+	var first time.Time
 	ix.mu.Lock()
-	for _, recs := range groups {
-		ix.admitLocked(recs, false)
+	for i, recs := range groups {
+		if t := ix.admitLocked(recs, false); i == 0 || t.Before(first) {
+			first = t
+		}
 	}
 	ix.mu.Unlock()
+	ix.signalDue(first)
 	ix.signal()
 }
 
-func (ix *index) admitLocked(recs []*record, number bool) {
-	for _, r := range recs {
+// admitLocked admits recs and returns the earliest time they are
+// scheduled at.
+func (ix *index) admitLocked(recs []*record, number bool) (first time.Time) {
+	for i, r := range recs {
 		if number {
 			r.seq = ix.nextSeq
 			ix.nextSeq++
 		}
 		ix.order.pushBack(r)
 		ix.byID[r.msg.ID] = r
+		if i == 0 || r.msg.ScheduledAt.Before(first) {
+			first = r.msg.ScheduledAt
+		}
 	}
+	return first
 }
 
 func (ix *index) inFlightLocked(r *record) bool {
@@ -259,6 +290,9 @@ func (ix *index) finish(r *record, remove bool, msg *store.Message) {
 	r.busy = false
 	ix.broadcastLocked()
 	ix.mu.Unlock()
+	if msg != nil {
+		ix.signalDue(msg.ScheduledAt)
+	}
 	// Next may have stopped before r while it was busy.
 	ix.signal()
 }
@@ -389,6 +423,7 @@ func (ix *index) stats() store.BufferStats {
 	return store.BufferStats{
 		Kind:     ix.kind,
 		Depth:    ix.depth,
+		Ready:    len(ix.byID),
 		Bytes:    ix.bytes,
 		MaxDepth: ix.maxDepth,
 		MaxBytes: ix.maxBytes,

@@ -130,6 +130,9 @@ func (m *Memory) Discard(ctx context.Context, seq uint64) error {
 // Appended implements store.Buffer.
 func (m *Memory) Appended() <-chan struct{} { return m.ix.notify }
 
+// Due implements store.Buffer.
+func (m *Memory) Due() <-chan struct{} { return m.ix.due }
+
 // Stats implements store.Buffer.
 func (m *Memory) Stats() store.BufferStats { return m.ix.stats() }
 

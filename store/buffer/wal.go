@@ -420,6 +420,9 @@ func (w *WAL) maybeGC() {
 // Appended implements store.Buffer.
 func (w *WAL) Appended() <-chan struct{} { return w.ix.notify }
 
+// Due implements store.Buffer.
+func (w *WAL) Due() <-chan struct{} { return w.ix.due }
+
 // Stats implements store.Buffer. WALBytes is what Badger last measured,
 // refreshed about once a minute.
 func (w *WAL) Stats() store.BufferStats {
