@@ -303,8 +303,10 @@ func (r *report) w2(m *md) {
 	m.p("")
 	m.p("Callers create back to back for %s each, one message per call. SMQ: single `POST /v1/message` over HTTP (WAL: durable, fsynced before the 201; memory: not durable); River: `Insert`; plain: one `INSERT` each. 429s were retried after 20 ms and are not counted as creates.", w2Duration)
 	m.p("")
+	m.p("SMQ's callers use a minimal HTTP/1.1 client (`test/bench/rawclient_test.go`): one keep-alive connection each, the request written and the response read on the caller's goroutine, as `wrk` does. The load generator shares the two cores with SMQ and PostgreSQL, and net/http's client spends two goroutine hand-offs per request of its own; River and the plain INSERT have no client to pay for. The row *%s* is the same server at 64 callers driven by net/http's client instead.", sysSMQWALStd)
+	m.p("")
 	var rows [][]string
-	for _, sys := range []string{sysSMQWAL, sysSMQMemory, sysRiver, sysInsert} {
+	for _, sys := range []string{sysSMQWAL, sysSMQWALStd, sysSMQMemory, sysRiver, sysInsert} {
 		for _, c := range w2Concurrency {
 			t, ok := res.throughput[sys][c]
 			if !ok {

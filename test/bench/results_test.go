@@ -8,6 +8,7 @@ import (
 // Systems as the results name them.
 const (
 	sysSMQWAL     = "SMQ (WAL)"
+	sysSMQWALStd  = "SMQ (WAL), net/http client"
 	sysSMQMemory  = "SMQ (memory)"
 	sysRiver      = "River"
 	sysRiverDef   = "River (defaults)"

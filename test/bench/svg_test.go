@@ -81,7 +81,7 @@ func (r *report) panels() []panel {
 
 	tp := panel{title: "Single-create throughput (creates/s)", unit: "/s"}
 	for _, c := range w2Concurrency {
-		for _, sys := range []string{sysSMQWAL, sysSMQMemory, sysRiver, sysInsert} {
+		for _, sys := range []string{sysSMQWAL, sysSMQWALStd, sysSMQMemory, sysRiver, sysInsert} {
 			if t, ok := res.throughput[sys][c]; ok {
 				tp.bars = append(tp.bars, bar{label: fmt.Sprintf("%s, %d callers", sys, c), value: t.Rate, text: rate(t.Rate), color: sysColor(sys)})
 			}

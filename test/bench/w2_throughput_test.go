@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"net/http"
 	"strconv"
 	"time"
 
@@ -45,24 +46,60 @@ func (b *bench) w2Peers() {
 	}
 }
 
+// w2SMQ drives single creates with the raw client (see rawConn); in WAL
+// mode it repeats the 64-caller run with net/http's client, for comparison.
 func (b *bench) w2SMQ(n *smqNode, system string) {
 	for _, c := range w2Concurrency {
-		n.reset()
-		var wait func()
-		if c == 64 {
-			wait = n.profileDuring("w2 "+system+" single creates c=64", int(w2Duration/time.Second))
-		}
-		c0 := b.cpuNow()
-		r, err := closedLoop(b.ctx, c, w2Duration, w2Warm, func(ctx context.Context, _, _ int) error {
+		create, done := b.rawCreator(n, c)
+		b.w2SMQRun(n, system, c, create)
+		done()
+	}
+	if system == sysSMQWAL {
+		b.w2SMQRun(n, sysSMQWALStd, 64, func(ctx context.Context, _, _ int) error {
 			return n.client.create(ctx, "w2", time.Now().Add(time.Hour))
 		})
-		r.CPU = b.cpuSince(c0)
-		if wait != nil {
-			wait()
-		}
-		b.must(err, "w2 "+system+" c="+strconv.Itoa(c))
-		b.setThroughput(system, c, r)
 	}
+}
+
+func (b *bench) w2SMQRun(n *smqNode, system string, c int, create func(ctx context.Context, worker, i int) error) {
+	n.reset()
+	var wait func()
+	if c == 64 && system != sysSMQWALStd {
+		wait = n.profileDuring("w2 "+system+" single creates c=64", int(w2Duration/time.Second))
+	}
+	c0 := b.cpuNow()
+	r, err := closedLoop(b.ctx, c, w2Duration, w2Warm, create)
+	r.CPU = b.cpuSince(c0)
+	if wait != nil {
+		wait()
+	}
+	b.must(err, "w2 "+system+" c="+strconv.Itoa(c))
+	b.setThroughput(system, c, r)
+}
+
+// rawCreator returns a create for closedLoop's workers, each with its own
+// raw connection, and a func that closes them.
+func (b *bench) rawCreator(n *smqNode, workers int) (create func(ctx context.Context, worker, i int) error, done func()) {
+	conns := make([]*rawConn, workers)
+	bodies := make([][]byte, workers)
+	for w := range conns {
+		c, err := newRawConn(n.client.base)
+		b.must(err, "raw client")
+		conns[w] = c
+	}
+	done = func() {
+		for _, c := range conns {
+			c.close()
+		}
+	}
+	return func(ctx context.Context, w, _ int) error {
+		bodies[w] = appendMessage(bodies[w][:0], "w2", time.Now().Add(time.Hour))
+		code, body, err := conns[w].post(ctx, "/v1/message", bodies[w])
+		if err != nil {
+			return err
+		}
+		return check(code, body, http.StatusCreated)
+	}, done
 }
 
 func (b *bench) setThroughput(system string, c int, r tput) {
