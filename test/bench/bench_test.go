@@ -32,10 +32,24 @@ func (b *bench) fail(format string, args ...any) {
 
 // step runs one workload; a failure is noted in the results and the run
 // goes on with the next.
+// checkpoint writes out the pages the previous step dirtied, so that no
+// system's step pays for writing another's. In one run SMQ's create step,
+// right after the peers', measured half the creates/s of the same step run
+// alone, with an fsync p50 of 157 µs before it against 95 µs.
+func (b *bench) checkpoint() {
+	if b.admin == nil {
+		return
+	}
+	if _, err := b.admin.Exec(b.ctx, `CHECKPOINT`); err != nil {
+		b.t.Logf("checkpoint before the step: %v", err)
+	}
+}
+
 func (b *bench) step(name string, fn func()) {
 	if b.only != nil && !b.only.MatchString(name) {
 		return
 	}
+	b.checkpoint()
 	start := time.Now()
 	fsync := fsyncProbe(b.dir)
 	load := loadAvg()

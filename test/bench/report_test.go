@@ -563,7 +563,7 @@ func (r *report) conditions(m *md) {
 	slices.Sort(fs)
 	m.p("## Conditions of the run")
 	m.p("")
-	m.p("The machine is shared: during this run other processes used **%.2f cores** on average (of %d), and an 8 KiB write + `fdatasync` in the run's directory took from %s to %s (median before each step). Read every figure against these; ratios between systems measured side by side (the systems take turns workload by workload) hold up better than absolute numbers.",
+	m.p("The machine is shared: during this run other processes used **%.2f cores** on average (of %d), and an 8 KiB write + `fdatasync` in the run's directory took from %s to %s (median before each step). Read every figure against these; ratios between systems measured side by side (the systems take turns workload by workload) hold up better than absolute numbers. Each step starts with a `CHECKPOINT`, so that none pays for the pages the one before it dirtied.",
 		other.Seconds()/max(wall.Seconds(), 1e-9), r.machine.CPUs, fs[0].Round(time.Microsecond), fs[len(fs)-1].Round(time.Microsecond))
 	m.p("")
 	m.p("<details><summary>Step by step</summary>")
