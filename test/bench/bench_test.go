@@ -35,7 +35,7 @@ func (b *bench) fail(format string, args ...any) {
 // checkpoint writes out the pages the previous step dirtied, so that no
 // system's step pays for writing another's. In one run SMQ's create step,
 // right after the peers', measured half the creates/s of the same step run
-// alone, with an fsync p50 of 157 µs before it against 95 µs.
+// alone.
 func (b *bench) checkpoint() {
 	if b.admin == nil {
 		return
