@@ -127,6 +127,9 @@ func TestFlusherWatermark(t *testing.T) {
 	msgs := newMessages(250)
 	appendEach(t, buf, msgs)
 	sink.waitRows(t, 250)
+	// The flusher commits a batch, then counts it, once the sink's call has
+	// returned.
+	require.Eventually(t, func() bool { return f.Stats().Flushed == 250 }, 20*time.Second, time.Millisecond)
 
 	sink.mu.Lock()
 	defer sink.mu.Unlock()
