@@ -33,9 +33,9 @@ type FlusherConfig struct {
 	// Linger is how long records that arrive while the flusher is idle wait
 	// for others to join them in one database transaction, so that light
 	// traffic costs a few transactions a second rather than one per
-	// request, and heavy traffic fewer, larger batches. A record due
-	// within 250 ms, or a batch's worth of records, ends the wait at once.
-	// Defaults to 20 ms; negative: no wait.
+	// request. It follows an idle spell or a flush of fewer than MinBatch
+	// records; a record due within 250 ms, or a batch's worth of records,
+	// ends it at once. Defaults to 20 ms; negative: no wait.
 	Linger time.Duration
 	// MinBatch is the smallest batch size the flusher shrinks to. Defaults
 	// to 100.
@@ -172,16 +172,15 @@ func (f *Flusher) loop(ctx context.Context, progress func(store.FlushStats), dra
 			return err
 		}
 		var (
-			n    int
-			full bool
-			err  error
+			n   int
+			err error
 		)
 		if !reconciled {
 			err = f.reconcile(ctx)
 			reconciled = err == nil
 		}
 		if err == nil {
-			n, full, err = f.flush(ctx)
+			n, err = f.flush(ctx)
 		}
 		if err != nil && ctx.Err() != nil {
 			// Stopped mid-flush: not a failure; the batch was released.
@@ -207,13 +206,14 @@ func (f *Flusher) loop(ctx context.Context, progress func(store.FlushStats), dra
 			f.report(progress)
 		}
 		switch {
-		case full || (drain && n > 0):
-			// A backlog: the next batch goes at once.
+		case n >= f.cfg.MinBatch || (drain && n > 0):
+			// A batch worth its transaction: whatever arrived during it
+			// is likely as many, and goes at once.
 		case drain && f.buf.Stats().Depth == 0:
 			return nil
 		case n > 0:
-			// What arrived during the flush waits for company, as if it
-			// had arrived while the flusher was idle.
+			// What arrived during a small flush waits for company, as if
+			// it had arrived while the flusher was idle.
 			f.linger(ctx)
 		default:
 			if f.wait(ctx) && !drain {
@@ -238,13 +238,12 @@ func (f *Flusher) reconcile(ctx context.Context) error {
 	return nil
 }
 
-// flush writes one batch and returns how many messages it flushed, and
-// whether the batch was full.
-func (f *Flusher) flush(ctx context.Context) (int, bool, error) {
+// flush writes one batch and returns how many messages it flushed.
+func (f *Flusher) flush(ctx context.Context) (int, error) {
 	size := f.Stats().BatchSize
 	b := f.buf.Next(size)
 	if b == nil {
-		return 0, false, nil
+		return 0, nil
 	}
 	start := time.Now()
 	_, err := f.sink.MessageInsertMany(ctx, &store.MessageInsertManyParams{
@@ -265,7 +264,7 @@ func (f *Flusher) flush(ctx context.Context) (int, bool, error) {
 	f.stats.LastAt = time.Now()
 	if err != nil {
 		f.buf.Release(b)
-		return 0, false, err
+		return 0, err
 	}
 	n := len(b.Messages)
 	f.stats.Flushed += int64(n)
@@ -279,7 +278,7 @@ func (f *Flusher) flush(ctx context.Context) (int, bool, error) {
 	case n == size:
 		f.stats.BatchSize = min(size*2, f.cfg.MaxBatch)
 	}
-	return n, n == size, nil
+	return n, nil
 }
 
 func (f *Flusher) report(progress func(store.FlushStats)) {

@@ -351,13 +351,14 @@ func TestFlusherLinger(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			// start runs a flusher with the given linger (an hour outlasts
-			// the test unless something ends it). It returns once the
-			// flusher waits for records.
-			start := func(t *testing.T, linger time.Duration) (store.Buffer, *fakeSink) {
+			// the test unless something ends it), batch size and a
+			// MinBatch of 10. It returns once the flusher waits for
+			// records.
+			start := func(t *testing.T, linger time.Duration, batch int) (store.Buffer, *fakeSink) {
 				buf := open(t)
 				sink := newFakeSink()
 				f := NewFlusher(buf, sink, FlusherConfig{Node: "n1", Interval: time.Hour, Linger: linger,
-					MinBatch: 10, InitialBatch: 10, MaxBatch: 10, Logger: discardLogger})
+					MinBatch: 10, InitialBatch: batch, MaxBatch: batch, Logger: discardLogger})
 				idle := make(chan struct{}, 1)
 				f.idle = func() { poke(idle) }
 				runFlusher(t, f)
@@ -375,20 +376,20 @@ func TestFlusherLinger(t *testing.T) {
 			}
 
 			t.Run("later messages share one flush", func(t *testing.T) {
-				buf, sink := start(t, 300*time.Millisecond)
+				buf, sink := start(t, 300*time.Millisecond, 10)
 				appendEach(t, buf, dueIn(3, time.Hour))
 				sink.waitRows(t, 3)
 				require.Equal(t, []int{3}, calls(sink), "one transaction for the three")
 			})
 			t.Run("a message due within 250 ms ends the wait", func(t *testing.T) {
-				buf, sink := start(t, time.Hour)
+				buf, sink := start(t, time.Hour, 10)
 				appendEach(t, buf, dueIn(2, time.Hour))
 				appendEach(t, buf, dueIn(1, 200*time.Millisecond))
 				sink.waitRows(t, 3)
 				require.Equal(t, []int{3}, calls(sink), "the due one takes the others along")
 			})
 			t.Run("a message rescheduled to now ends the wait", func(t *testing.T) {
-				buf, sink := start(t, time.Hour)
+				buf, sink := start(t, time.Hour, 10)
 				msgs := dueIn(1, time.Hour)
 				appendEach(t, buf, msgs)
 				_, ok, err := buf.Update(context.Background(), msgs[0].ID, func(m *store.Message) { m.ScheduledAt = time.Now() })
@@ -397,7 +398,7 @@ func TestFlusherLinger(t *testing.T) {
 				sink.waitRows(t, 1)
 			})
 			t.Run("what arrives during a flush waits too", func(t *testing.T) {
-				buf, sink := start(t, time.Hour)
+				buf, sink := start(t, time.Hour, 10)
 				late := dueIn(10, time.Hour)
 				sink.before = func(call int) error {
 					if call == 0 {
@@ -412,14 +413,28 @@ func TestFlusherLinger(t *testing.T) {
 				sink.waitRows(t, 11)
 				require.Equal(t, []int{1, 10}, calls(sink))
 			})
+			t.Run("after a flush of MinBatch or more, at once", func(t *testing.T) {
+				buf, sink := start(t, time.Hour, 100)
+				late := dueIn(5, time.Hour)
+				sink.before = func(call int) error {
+					if call == 0 {
+						appendEach(t, buf, late)
+					}
+					return nil
+				}
+				appendEach(t, buf, dueIn(9, time.Hour))
+				appendEach(t, buf, dueIn(1, 0)) // due: flushes the ten at once
+				sink.waitRows(t, 15)
+				require.Equal(t, []int{10, 5}, calls(sink))
+			})
 			t.Run("a batch's worth ends the wait", func(t *testing.T) {
-				buf, sink := start(t, time.Hour)
+				buf, sink := start(t, time.Hour, 10)
 				appendEach(t, buf, dueIn(10, time.Hour))
 				sink.waitRows(t, 10)
 				require.Equal(t, []int{10}, calls(sink))
 			})
 			t.Run("no linger flushes at once", func(t *testing.T) {
-				buf, sink := start(t, -1)
+				buf, sink := start(t, -1, 10)
 				appendEach(t, buf, dueIn(1, time.Hour))
 				sink.waitRows(t, 1)
 			})
