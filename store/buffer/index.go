@@ -130,13 +130,8 @@ func (ix *index) signal() { poke(ix.notify) }
 // the flusher's linger (at most 100 ms, as the node configures it).
 const dueWithin = 250 * time.Millisecond
 
-// signalDue signals Due if a message scheduled at t is due within
-// dueWithin.
-func (ix *index) signalDue(t time.Time) {
-	if !t.IsZero() && time.Until(t) < dueWithin {
-		poke(ix.due)
-	}
-}
+// dueSoon is the time before which a message falls due within dueWithin.
+func dueSoon() time.Time { return time.Now().Add(dueWithin) }
 
 // poke sends to a channel of capacity 1 without blocking.
 func poke(c chan struct{}) {
@@ -182,43 +177,44 @@ func (ix *index) unreserve(recs []*record) {
 // admitted before (so that a batch's watermark is exact); with number set,
 // admit assigns them.
 func (ix *index) admit(recs []*record, number bool) {
+	soon := dueSoon()
 	ix.mu.Lock()
-	first := ix.admitLocked(recs, number)
+	due := ix.admitLocked(recs, number, soon)
 	ix.mu.Unlock()
-	ix.signalDue(first)
+	if due {
+		poke(ix.due)
+	}
 	ix.signal()
 }
 
 // admitMany admits the records of several appends, in order, under one
 // lock.
 func (ix *index) admitMany(groups [][]*record) {
-	var first time.Time
+	soon, due := dueSoon(), false
 	ix.mu.Lock()
-	for i, recs := range groups {
-		if t := ix.admitLocked(recs, false); i == 0 || t.Before(first) {
-			first = t
-		}
+	for _, recs := range groups {
+		due = ix.admitLocked(recs, false, soon) || due
 	}
 	ix.mu.Unlock()
-	ix.signalDue(first)
+	if due {
+		poke(ix.due)
+	}
 	ix.signal()
 }
 
-// admitLocked admits recs and returns the earliest time they are
-// scheduled at.
-func (ix *index) admitLocked(recs []*record, number bool) (first time.Time) {
-	for i, r := range recs {
+// admitLocked admits recs and reports whether one of them is scheduled
+// before soon.
+func (ix *index) admitLocked(recs []*record, number bool, soon time.Time) (due bool) {
+	for _, r := range recs {
 		if number {
 			r.seq = ix.nextSeq
 			ix.nextSeq++
 		}
 		ix.order.pushBack(r)
 		ix.byID[r.msg.ID] = r
-		if i == 0 || r.msg.ScheduledAt.Before(first) {
-			first = r.msg.ScheduledAt
-		}
+		due = due || r.msg.ScheduledAt.Before(soon)
 	}
-	return first
+	return due
 }
 
 func (ix *index) inFlightLocked(r *record) bool {
@@ -290,8 +286,8 @@ func (ix *index) finish(r *record, remove bool, msg *store.Message) {
 	r.busy = false
 	ix.broadcastLocked()
 	ix.mu.Unlock()
-	if msg != nil {
-		ix.signalDue(msg.ScheduledAt)
+	if msg != nil && msg.ScheduledAt.Before(dueSoon()) {
+		poke(ix.due)
 	}
 	// Next may have stopped before r while it was busy.
 	ix.signal()
