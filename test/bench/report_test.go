@@ -330,7 +330,7 @@ func (r *report) w3(m *md) {
 	res := r.res
 	m.p("## 3. Bulk create")
 	m.p("")
-	m.p("%d messages in batches from %d callers. The clock stops when the rows are in the database: for SMQ, whose flush is asynchronous, when `count(*)` of the channel reaches %d (polled every 10 ms after the last batch was acknowledged).", w3Rows, w3Callers, w3Rows)
+	m.p("%d messages in batches from %d callers. The clock stops when the rows are in the database: for SMQ, whose flush is asynchronous, when `count(*)` of the channel reaches %d. After the last batch is acknowledged, the harness reads the node's `smq_buffer_depth` every 10 ms and counts once it is 0 (the depth falls when a flush has committed; counting every 10 ms instead read the whole table each time and kept a core of PostgreSQL from the flush).", w3Rows, w3Callers, w3Rows)
 	m.p("")
 	var rows [][]string
 	peers := []string{"River InsertMany", "River InsertManyFast", "pgx CopyFrom"}
@@ -361,7 +361,7 @@ func (r *report) w4(m *md) {
 	res := r.res
 	m.p("## 4. Delivery lateness")
 	m.p("")
-	m.p("Two runs per system: %d messages due evenly over %s (created %s ahead), then a burst of %d due within one second (created %s ahead). Each system's table is analyzed once loaded. Lateness = the time a consumer got the message − its scheduled time. A message not received within %s of a run's last due time counts as later than that (\"> …\"). \"All pollable\" (SMQ only) is when a count of the channel's PENDING rows, polled every 5 ms, reached 0.", w4Spread, w4SpreadOver, w4SpreadLead, w4Burst, w4BurstLead, w4Bound)
+	m.p("Two runs per system: %d messages due evenly over %s (created %s ahead), then a burst of %d due within one second (created %s ahead). Each system's table is analyzed once loaded. Lateness = the time a consumer got the message − its scheduled time. A message not received within %s of a run's last due time counts as later than that (\"> …\"). \"All pollable\" (SMQ only) is when the channel has no PENDING row left among those due (an `EXISTS` query every 5 ms).", w4Spread, w4SpreadOver, w4SpreadLead, w4Burst, w4BurstLead, w4Bound)
 	m.p("")
 	smq := res.lateness[sysSMQWAL]
 	for _, phase := range []struct {

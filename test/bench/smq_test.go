@@ -55,6 +55,20 @@ func (n *smqNode) metric(name string) (float64, error) {
 
 // histogram reads a histogram's cumulative bucket counts from /metrics:
 // upper bound (as printed) → count, in the order printed.
+// gauge reads one unlabelled metric from the node's /metrics.
+func (n *smqNode) gauge(name string) (float64, error) {
+	text, err := n.client.metrics(n.b.ctx)
+	if err != nil {
+		return 0, err
+	}
+	for line := range strings.Lines(text) {
+		if rest, ok := strings.CutPrefix(line, name+" "); ok {
+			return strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		}
+	}
+	return 0, fmt.Errorf("metric %s not found", name)
+}
+
 func (n *smqNode) histogram(name string) ([]string, []float64, error) {
 	text, err := n.client.metrics(n.b.ctx)
 	if err != nil {
@@ -257,6 +271,23 @@ func (b *bench) profileDir() string {
 // smqCount counts a channel's rows in the database.
 func (b *bench) smqCount(channel string) (int64, error) {
 	return count(b.ctx, b.smqDB, `SELECT count(*) FROM messages WHERE channel = $1`, channel)
+}
+
+// waitInDB returns once channel holds want rows in SMQ's database, checking
+// every interval until timeout. It counts the rows only once the node's
+// buffer is empty (smq_buffer_depth, which falls when a flush has
+// committed): a count(*) reads every row of the channel, and run every
+// 10 ms it kept a core of PostgreSQL busy, taken from the very flush it
+// was timing. If the count falls short, it goes on counting.
+func (b *bench) waitInDB(ctx context.Context, n *smqNode, channel string, want int64, timeout, interval time.Duration) error {
+	return waitFor(ctx, timeout, interval, func() (bool, error) {
+		depth, err := n.gauge("smq_buffer_depth")
+		if err != nil || depth > 0 {
+			return false, err
+		}
+		c, err := b.smqCount(channel)
+		return c >= want, err
+	})
 }
 
 // pendingCount counts a channel's rows not yet made ready.

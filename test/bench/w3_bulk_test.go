@@ -123,10 +123,7 @@ func (b *bench) w3SMQ(n *smqNode, system string) {
 		})
 		ack := time.Since(start)
 		if err == nil {
-			err = waitFor(ctx, w3Bound, 10*time.Millisecond, func() (bool, error) {
-				c, err := b.smqCount("w3")
-				return c >= w3Rows, err
-			})
+			err = b.waitInDB(ctx, n, "w3", w3Rows, w3Bound, 10*time.Millisecond)
 		}
 		elapsed := time.Since(start)
 		cpu := b.cpuSince(c0)
