@@ -55,20 +55,6 @@ func (n *smqNode) metric(name string) (float64, error) {
 
 // histogram reads a histogram's cumulative bucket counts from /metrics:
 // upper bound (as printed) → count, in the order printed.
-// gauge reads one unlabelled metric from the node's /metrics.
-func (n *smqNode) gauge(name string) (float64, error) {
-	text, err := n.client.metrics(n.b.ctx)
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.Lines(text) {
-		if rest, ok := strings.CutPrefix(line, name+" "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(rest), 64)
-		}
-	}
-	return 0, fmt.Errorf("metric %s not found", name)
-}
-
 func (n *smqNode) histogram(name string) ([]string, []float64, error) {
 	text, err := n.client.metrics(n.b.ctx)
 	if err != nil {
@@ -281,7 +267,7 @@ func (b *bench) smqCount(channel string) (int64, error) {
 // was timing. If the count falls short, it goes on counting.
 func (b *bench) waitInDB(ctx context.Context, n *smqNode, channel string, want int64, timeout, interval time.Duration) error {
 	return waitFor(ctx, timeout, interval, func() (bool, error) {
-		depth, err := n.gauge("smq_buffer_depth")
+		depth, err := n.bufferDepth()
 		if err != nil || depth > 0 {
 			return false, err
 		}
