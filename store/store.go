@@ -185,6 +185,12 @@ type MessageInsertManyParams struct {
 	// the database up to sequence Seq (see FlushMark).
 	Node string
 	Seq  uint64
+	// BeforeCommit, when set, runs inside the insert's transaction once
+	// everything is written, just before it commits; an error from it rolls
+	// the transaction back and is returned. A flusher with two batches in
+	// flight uses it to commit them in order, so that a watermark never
+	// passes a batch the database does not have.
+	BeforeCommit func(context.Context) error
 }
 
 // MessageInsertManyResult tells what an insert did with each message.
