@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -217,5 +218,149 @@ func TestPollClaimsDuePending(t *testing.T) {
 		got, err := s.MessageGet(ctx, m.ID)
 		require.NoError(t, err)
 		require.Equal(t, store.StatusPending, got.Status, m.Channel)
+	}
+}
+
+// beforeCommitPaths are the three ways MessageInsertMany can write a batch
+// of n messages on a store with CopyMin n: by COPY, by INSERT (a dedup key),
+// and by INSERT after a COPY that met an id already stored (the batch's
+// first message, which batch inserts beforehand).
+var beforeCommitPaths = []struct {
+	name  string
+	batch func(t *testing.T, s *postgres.Store, n int, channel string) (msgs []*store.Message, stored int)
+}{
+	{"copy", func(t *testing.T, s *postgres.Store, n int, channel string) ([]*store.Message, int) {
+		return newMessages(n, channel), 0
+	}},
+	{"insert", func(t *testing.T, s *postgres.Store, n int, channel string) ([]*store.Message, int) {
+		msgs := newMessages(n, channel)
+		msgs[0].DedupKey = "k-" + msgs[0].ID.String()
+		return msgs, 0
+	}},
+	{"copy fallback", func(t *testing.T, s *postgres.Store, n int, channel string) ([]*store.Message, int) {
+		msgs := newMessages(n, channel)
+		_, err := s.MessageInsertMany(context.Background(), &store.MessageInsertManyParams{Messages: msgs[:1]})
+		require.NoError(t, err)
+		return msgs, 1
+	}},
+}
+
+func newMessages(n int, channel string) []*store.Message {
+	msgs := make([]*store.Message, n)
+	for i := range msgs {
+		msgs[i] = newMessage(channel, time.Now())
+	}
+	return msgs
+}
+
+// countStored counts the messages of msgs that are in the table.
+func countStored(t *testing.T, s *postgres.Store, msgs []*store.Message) int {
+	t.Helper()
+	ids := make([][16]byte, len(msgs))
+	for i, m := range msgs {
+		ids[i] = m.ID
+	}
+	var n int
+	require.NoError(t, s.Pool().QueryRow(context.Background(), `SELECT count(*) FROM messages WHERE id = ANY($1)`, ids).Scan(&n))
+	return n
+}
+
+// TestInsertManyBeforeCommit checks, on each path, that BeforeCommit is
+// called once, that an error from it rolls the whole insert back (rows,
+// channel names, watermark) and comes back to the caller, and that when it
+// succeeds everything commits.
+func TestInsertManyBeforeCommit(t *testing.T) {
+	const copyMin = 50
+	for _, path := range beforeCommitPaths {
+		t.Run(path.name, func(t *testing.T) {
+			ctx := context.Background()
+			s := openWith(t, postgres.Options{Region: "eu", CopyMin: copyMin})
+			_, err := s.MessageInsertMany(ctx, &store.MessageInsertManyParams{Node: "n1", Seq: 5})
+			require.NoError(t, err)
+
+			msgs, stored := path.batch(t, s, copyMin, "fresh")
+			hookErr := errors.New("the batch before it failed")
+			calls := 0
+			_, err = s.MessageInsertMany(ctx, &store.MessageInsertManyParams{Messages: msgs, Node: "n1", Seq: 10,
+				BeforeCommit: func(context.Context) error { calls++; return hookErr }})
+			require.ErrorIs(t, err, hookErr)
+			require.Equal(t, 1, calls)
+			require.Equal(t, stored, countStored(t, s, msgs), "no row of a rolled-back batch is stored")
+			mark, err := s.FlushMark(ctx, "n1")
+			require.NoError(t, err)
+			require.EqualValues(t, 5, mark, "the mark of a rolled-back batch does not move")
+			if stored == 0 {
+				names, err := s.ChannelList(ctx, 10, 0)
+				require.NoError(t, err)
+				require.Empty(t, names)
+			}
+
+			calls = 0
+			res, err := s.MessageInsertMany(ctx, &store.MessageInsertManyParams{Messages: msgs, Node: "n1", Seq: 10,
+				BeforeCommit: func(context.Context) error { calls++; return nil }})
+			require.NoError(t, err)
+			require.Equal(t, 1, calls)
+			require.Equal(t, len(msgs)-stored, res.Inserted)
+			require.Equal(t, len(msgs), countStored(t, s, msgs))
+			mark, err = s.FlushMark(ctx, "n1")
+			require.NoError(t, err)
+			require.EqualValues(t, 10, mark)
+			names, err := s.ChannelList(ctx, 10, 0)
+			require.NoError(t, err)
+			require.Equal(t, []string{"fresh"}, names)
+		})
+	}
+}
+
+// TestInsertManyBeforeCommitOrder checks the flusher's use of BeforeCommit:
+// of two batches of a node in flight, the second commits only after the
+// first, its hook waiting for the first to return. The second gets to its
+// hook first, which is the case that would deadlock if it had taken the
+// node's flush mark or the new channel name, both of which the first needs,
+// before its hook.
+func TestInsertManyBeforeCommitOrder(t *testing.T) {
+	const copyMin = 50
+	for _, path := range beforeCommitPaths {
+		t.Run(path.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			s := openWith(t, postgres.Options{Region: "eu", CopyMin: copyMin})
+			first, _ := path.batch(t, s, copyMin, "shared")
+			second, _ := path.batch(t, s, copyMin, "shared")
+
+			inHook, firstDone := make(chan struct{}), make(chan struct{})
+			calls := 0
+			secondErr := make(chan error, 1)
+			go func() {
+				_, err := s.MessageInsertMany(ctx, &store.MessageInsertManyParams{Messages: second, Node: "n1", Seq: 2,
+					BeforeCommit: func(ctx context.Context) error {
+						calls++
+						close(inHook)
+						select {
+						case <-firstDone:
+							return nil
+						case <-ctx.Done():
+							return ctx.Err()
+						}
+					}})
+				secondErr <- err
+			}()
+			select {
+			case <-inHook:
+			case <-ctx.Done():
+				t.Fatal("the second batch never reached its BeforeCommit")
+			}
+			_, err := s.MessageInsertMany(ctx, &store.MessageInsertManyParams{Messages: first, Node: "n1", Seq: 1})
+			close(firstDone)
+			require.NoError(t, err, "the first batch waited for the second's locks")
+			require.NoError(t, <-secondErr)
+			require.Equal(t, 1, calls)
+
+			require.Equal(t, len(first), countStored(t, s, first))
+			require.Equal(t, len(second), countStored(t, s, second))
+			mark, err := s.FlushMark(ctx, "n1")
+			require.NoError(t, err)
+			require.EqualValues(t, 2, mark)
+		})
 	}
 }
