@@ -185,8 +185,10 @@ type MessageInsertManyParams struct {
 	// the database up to sequence Seq (see FlushMark).
 	Node string
 	Seq  uint64
-	// BeforeCommit, when set, runs inside the insert's transaction once
-	// everything is written, just before it commits; an error from it rolls
+	// BeforeCommit, when set, runs inside the insert's transaction once the
+	// messages are written, before the channel names and the watermark
+	// (rows that another flush of the node locks too: waiting for it there
+	// would deadlock, half of the wait being in Go); an error from it rolls
 	// the transaction back and is returned. A flusher with two batches in
 	// flight uses it to commit them in order, so that a watermark never
 	// passes a batch the database does not have.
