@@ -16,8 +16,7 @@ import (
 // takes a Batch of the oldest records, writes them to the database together
 // with the batch's Seq (see MessageInsertManyParams), then Commits it; a
 // record of a batch in flight cannot change, so Delete and Update of such a
-// record wait until the batch is committed or released. Two batches may be
-// in flight at once; they commit in the order they were taken.
+// record wait until the batch is committed or released.
 type Buffer interface {
 	// Append records msgs as one write: when it returns nil, they are
 	// durable (WAL) or held (memory). It returns ErrBufferFull when they do
@@ -36,14 +35,12 @@ type Buffer interface {
 	// does not hold the message, as Delete does.
 	Update(ctx context.Context, id uuid.UUID, fn func(*Message)) (*Message, bool, error)
 	// Next takes up to max of the oldest records not in flight as a batch,
-	// or returns nil when there are none, or when two batches are in flight.
+	// or returns nil when there are none.
 	Next(max int) *Batch
-	// Commit drops a flushed batch's records; b must be the oldest batch in
-	// flight.
+	// Commit drops a flushed batch's records.
 	Commit(ctx context.Context, b *Batch) error
-	// Release returns a batch that could not be flushed, and every batch
-	// taken after it; their records are taken again by the next Next, in
-	// their order.
+	// Release returns a batch that could not be flushed; its records are
+	// taken again by the next Next, in their order.
 	Release(b *Batch)
 	// Discard drops every record with a sequence up to seq: those the
 	// database already has (after a crash between a flush's commit and its

@@ -185,14 +185,6 @@ type MessageInsertManyParams struct {
 	// the database up to sequence Seq (see FlushMark).
 	Node string
 	Seq  uint64
-	// BeforeCommit, when set, runs inside the insert's transaction once the
-	// messages are written, before the channel names and the watermark
-	// (rows that another flush of the node locks too: waiting for it there
-	// would deadlock, half of the wait being in Go); an error from it rolls
-	// the transaction back and is returned. A flusher with two batches in
-	// flight uses it to commit them in order, so that a watermark never
-	// passes a batch the database does not have.
-	BeforeCommit func(context.Context) error
 }
 
 // MessageInsertManyResult tells what an insert did with each message.

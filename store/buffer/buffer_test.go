@@ -164,14 +164,9 @@ func testBuffer(t *testing.T, open opener) {
 		b := buf.Next(4)
 		require.NotNil(t, b)
 		require.Equal(t, ids(msgs[:4]), ids(b.Messages))
-		b2 := buf.Next(3)
-		require.NotNil(t, b2, "a second batch may be in flight")
-		require.Equal(t, ids(msgs[4:7]), ids(b2.Messages))
-		require.Greater(t, b2.Seq, b.Seq)
-		require.Nil(t, buf.Next(100), "a third may not")
-		require.Error(t, buf.Commit(ctx, b2), "batches commit in order")
+		require.Nil(t, buf.Next(100), "only one batch may be in flight")
 
-		// Records appended while batches are in flight come after them.
+		// Records appended while a batch is in flight come after it.
 		late := newMessage(10)
 		require.NoError(t, buf.Append(ctx, []*store.Message{late}))
 		require.NoError(t, buf.Commit(ctx, b))
@@ -180,51 +175,16 @@ func testBuffer(t *testing.T, open opener) {
 			_, ok := buf.Get(m.ID)
 			require.False(t, ok)
 		}
-		_, ok := buf.Get(msgs[4].ID)
-		require.True(t, ok, "the second batch stays until it commits")
-		require.NoError(t, buf.Commit(ctx, b2))
 
-		b3 := buf.Next(100)
-		require.NotNil(t, b3)
-		require.Equal(t, ids(append(msgs[7:], late)), ids(b3.Messages))
-		require.Greater(t, b3.Seq, b2.Seq)
-		require.NoError(t, buf.Commit(ctx, b3))
+		b2 := buf.Next(100)
+		require.NotNil(t, b2)
+		require.Equal(t, ids(append(msgs[4:], late)), ids(b2.Messages))
+		require.Greater(t, b2.Seq, b.Seq)
+		require.NoError(t, buf.Commit(ctx, b2))
 		require.Nil(t, buf.Next(100))
 		require.Equal(t, 0, buf.Stats().Depth)
 
 		require.Nil(t, buf.Next(0))
-	})
-
-	t.Run("ReleaseReturnsLaterBatches", func(t *testing.T) {
-		buf := open(t, capacity{})
-		msgs := newMessages(6)
-		require.NoError(t, buf.Append(ctx, msgs))
-		b := buf.Next(2)
-		b2 := buf.Next(2)
-		require.NotNil(t, b2)
-
-		// A record of the second batch is in flight too.
-		done := make(chan error, 1)
-		go func() {
-			_, err := buf.Delete(ctx, msgs[2].ID)
-			done <- err
-		}()
-		select {
-		case err := <-done:
-			require.FailNow(t, "Delete of a record in flight returned at once", "err: %v", err)
-		case <-time.After(50 * time.Millisecond):
-		}
-
-		// Releasing the first returns both: the second's watermark must
-		// not reach the database without the first.
-		buf.Release(b)
-		require.NoError(t, <-done)
-		require.Error(t, buf.Commit(ctx, b2), "released with the first")
-		all := buf.Next(100)
-		require.NotNil(t, all)
-		require.Equal(t, ids(append(msgs[:2:2], msgs[3:]...)), ids(all.Messages))
-		require.NoError(t, buf.Commit(ctx, all))
-		require.Equal(t, 0, buf.Stats().Depth)
 	})
 
 	t.Run("DeleteOfInFlightWaitsForCommit", func(t *testing.T) {

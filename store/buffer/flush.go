@@ -238,105 +238,47 @@ func (f *Flusher) reconcile(ctx context.Context) error {
 	return nil
 }
 
-// flight is a batch on its way to the database.
-type flight struct {
-	b     *store.Batch
-	size  int // the batch size it was taken at
-	start time.Time
-	done  chan struct{} // closed once err is set
-	err   error
-}
-
-// send inserts b in the background. With prev set, b's transaction commits
-// only after prev's did, and rolls back if prev's failed: the database never
-// has b's watermark without prev's records.
-func (f *Flusher) send(ctx context.Context, b *store.Batch, size int, prev *flight) *flight {
-	fl := &flight{b: b, size: size, start: time.Now(), done: make(chan struct{})}
-	p := &store.MessageInsertManyParams{Messages: b.Messages, Node: f.cfg.Node, Seq: b.Seq}
-	if prev != nil {
-		p.BeforeCommit = func(ctx context.Context) error {
-			select {
-			case <-prev.done:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			if prev.err != nil {
-				return errors.New("the batch before it failed")
-			}
-			return nil
-		}
-	}
-	go func() {
-		defer close(fl.done)
-		if _, err := f.sink.MessageInsertMany(ctx, p); err != nil {
-			fl.err = fmt.Errorf("insert: %w", err)
-		}
-	}()
-	return fl
-}
-
-// flush writes batches, two at a time while each comes full (a backlog):
-// the database writes the second while it commits the first, and on
-// PostgreSQL a second connection gets the second core. It returns how many
-// messages it flushed, at the first failure, and, so that the caller reports
-// progress, once it has sent batches for Interval.
+// flush writes one batch and returns how many messages it flushed.
 func (f *Flusher) flush(ctx context.Context) (int, error) {
 	size := f.Stats().BatchSize
 	b := f.buf.Next(size)
 	if b == nil {
 		return 0, nil
 	}
-	start, n := time.Now(), 0
-	fl := f.send(ctx, b, size, nil)
-	for fl != nil {
-		var next *flight
-		if len(fl.b.Messages) == fl.size && time.Since(start) < f.cfg.Interval {
-			if b := f.buf.Next(size); b != nil {
-				next = f.send(ctx, b, size, fl)
-			}
-		}
-		<-fl.done
-		err := fl.err
-		if err == nil {
-			err = f.buf.Commit(ctx, fl.b)
-		}
-		// Its transaction's whole time, overlap included: two batches
-		// sharing the database take longer each, and adapt takes less.
-		took := time.Since(fl.start)
-		if err != nil {
-			if next != nil {
-				<-next.done // rolled back: its BeforeCommit saw err
-			}
-			f.buf.Release(fl.b) // and next's batch with it
-			f.mu.Lock()
-			f.stats.LastDuration, f.stats.LastAt = took, time.Now()
-			f.mu.Unlock()
-			return n, err
-		}
-		n += len(fl.b.Messages)
-		size = f.adapt(fl.size, len(fl.b.Messages), took)
-		fl = next
+	start := time.Now()
+	_, err := f.sink.MessageInsertMany(ctx, &store.MessageInsertManyParams{
+		Messages: b.Messages,
+		Node:     f.cfg.Node,
+		Seq:      b.Seq,
+	})
+	if err == nil {
+		err = f.buf.Commit(ctx, b)
+	} else {
+		err = fmt.Errorf("insert: %w", err)
 	}
-	return n, nil
-}
+	took := time.Since(start)
 
-// adapt records a flushed batch of n taken at size, and returns the batch
-// size to take next. Like the original SMQ: a slow flush means the database
-// is struggling, so take less; a quick full one means a backlog, so take
-// more.
-func (f *Flusher) adapt(size, n int, took time.Duration) int {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.stats.LastDuration, f.stats.LastAt = took, time.Now()
+	f.stats.LastDuration = took
+	f.stats.LastAt = time.Now()
+	if err != nil {
+		f.buf.Release(b)
+		return 0, err
+	}
+	n := len(b.Messages)
 	f.stats.Flushed += int64(n)
 	f.stats.LastError = ""
+	// Adapt like the original SMQ: a slow flush means the database is
+	// struggling, so take less; a quick full one means a backlog, so take
+	// more.
 	switch {
 	case took > f.cfg.Interval/2:
 		f.stats.BatchSize = max(size/2, f.cfg.MinBatch)
 	case n == size:
 		f.stats.BatchSize = min(size*2, f.cfg.MaxBatch)
 	}
-	return f.stats.BatchSize
+	return n, nil
 }
 
 func (f *Flusher) report(progress func(store.FlushStats)) {

@@ -1,10 +1,8 @@
 package buffer
 
 import (
-	"cmp"
 	"context"
 	"errors"
-	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -15,25 +13,18 @@ import (
 	"github.com/smq/smq/store"
 )
 
-// fakeSink is a database that keeps rows and flush marks in memory. Calls
-// may run concurrently; like transactions, each records its rows and mark
-// at once, at its commit, after BeforeCommit.
+// fakeSink is a database that keeps rows and flush marks in memory.
 type fakeSink struct {
 	mu    sync.Mutex
 	rows  map[uuid.UUID]*store.Message
 	dups  int // inserts of an id already present
 	marks map[string]uint64
-	calls []store.MessageInsertManyParams // in the order they began
-	// commits are the Seqs of the calls that committed, in commit order.
-	commits []uint64
+	calls []store.MessageInsertManyParams
 	// before runs before an insert and fails it without recording anything;
 	// after runs once it is recorded and makes the call fail anyway (a
-	// commit whose answer was lost). Both take the 0-based call number, and
-	// are set before the flusher runs.
+	// commit whose answer was lost). Both take the 0-based call number.
 	before func(call int) error
 	after  func(call int) error
-	// hold, when set, runs before before, with the call's parameters.
-	hold func(*store.MessageInsertManyParams) error
 	// changed receives a value after each call.
 	changed chan struct{}
 }
@@ -46,34 +37,22 @@ func newFakeSink() *fakeSink {
 	}
 }
 
-func (s *fakeSink) MessageInsertMany(ctx context.Context, p *store.MessageInsertManyParams) (*store.MessageInsertManyResult, error) {
+func (s *fakeSink) MessageInsertMany(_ context.Context, p *store.MessageInsertManyParams) (*store.MessageInsertManyResult, error) {
+	s.mu.Lock()
 	defer func() {
+		s.mu.Unlock()
 		select {
 		case s.changed <- struct{}{}:
 		default:
 		}
 	}()
-	s.mu.Lock()
 	call := len(s.calls)
 	s.calls = append(s.calls, store.MessageInsertManyParams{Messages: p.Messages, Node: p.Node, Seq: p.Seq})
-	s.mu.Unlock()
-	if s.hold != nil {
-		if err := s.hold(p); err != nil {
-			return nil, err
-		}
-	}
 	if s.before != nil {
 		if err := s.before(call); err != nil {
 			return nil, err
 		}
 	}
-	if p.BeforeCommit != nil {
-		if err := p.BeforeCommit(ctx); err != nil {
-			return nil, err
-		}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
 	res := &store.MessageInsertManyResult{}
 	for _, m := range p.Messages {
 		if _, ok := s.rows[m.ID]; ok {
@@ -86,7 +65,6 @@ func (s *fakeSink) MessageInsertMany(ctx context.Context, p *store.MessageInsert
 	if p.Node != "" {
 		s.marks[p.Node] = p.Seq
 	}
-	s.commits = append(s.commits, p.Seq)
 	if s.after != nil {
 		if err := s.after(call); err != nil {
 			return nil, err
@@ -118,19 +96,6 @@ func (s *fakeSink) waitRows(t *testing.T, n int) {
 			require.FailNow(t, "timed out", "%d of %d rows", s.count(), n)
 		}
 	}
-}
-
-// sizesInOrder lists the sizes of the batches of calls in the order they
-// were taken (by Seq): calls of batches in flight together begin in either
-// order.
-func sizesInOrder(calls []store.MessageInsertManyParams) []int {
-	calls = slices.Clone(calls)
-	slices.SortFunc(calls, func(a, b store.MessageInsertManyParams) int { return cmp.Compare(a.Seq, b.Seq) })
-	sizes := make([]int, len(calls))
-	for i, c := range calls {
-		sizes[i] = len(c.Messages)
-	}
-	return sizes
 }
 
 // runFlusher runs f until the test ends.
@@ -169,91 +134,15 @@ func TestFlusherWatermark(t *testing.T) {
 	sink.mu.Lock()
 	defer sink.mu.Unlock()
 	require.Zero(t, sink.dups)
+	var last uint64
 	for _, c := range sink.calls {
 		require.Equal(t, "n1", c.Node)
-	}
-	var last uint64
-	for _, seq := range sink.commits {
-		require.Greater(t, seq, last, "watermarks commit in order")
-		last = seq
+		require.Greater(t, c.Seq, last)
+		last = c.Seq
 	}
 	require.Equal(t, last, sink.marks["n1"])
 	require.Equal(t, 0, buf.Stats().Depth)
 	require.Equal(t, int64(250), f.Stats().Flushed)
-}
-
-// secondBegun returns a fakeSink.hold that holds the first attempt of the
-// batch starting with first until a batch starting with second has begun
-// (or a second passed), then fails it with err0 or delays it, and reports
-// through overlapped whether the second began while the first ran.
-func secondBegun(first, second uuid.UUID, err0 error, overlapped *bool) func(*store.MessageInsertManyParams) error {
-	begun := make(chan struct{})
-	var once, firstOnce sync.Once
-	return func(p *store.MessageInsertManyParams) error {
-		switch p.Messages[0].ID {
-		case first:
-			var err error
-			firstOnce.Do(func() {
-				select {
-				case <-begun:
-					*overlapped = true
-				case <-time.After(time.Second):
-				}
-				// Slower than the second: it would commit first if it
-				// could.
-				time.Sleep(20 * time.Millisecond)
-				err = err0
-			})
-			return err
-		case second:
-			once.Do(func() { close(begun) })
-		}
-		return nil
-	}
-}
-
-func TestFlusherTwoBatchesInFlight(t *testing.T) {
-	buf := NewMemory(MemoryConfig{})
-	sink := newFakeSink()
-	msgs := newMessages(30)
-	var overlapped bool
-	sink.hold = secondBegun(msgs[0].ID, msgs[10].ID, nil, &overlapped)
-	f := NewFlusher(buf, sink, FlusherConfig{Node: "n1", MinBatch: 10, InitialBatch: 10, MaxBatch: 10, Logger: discardLogger})
-	appendEach(t, buf, msgs)
-	runFlusher(t, f)
-	sink.waitRows(t, 30)
-	require.Eventually(t, func() bool { return f.Stats().Flushed == 30 }, 10*time.Second, time.Millisecond)
-
-	sink.mu.Lock()
-	defer sink.mu.Unlock()
-	require.True(t, overlapped, "the second batch was sent while the first was in flight")
-	require.Zero(t, sink.dups)
-	require.Len(t, sink.commits, 3)
-	require.IsIncreasing(t, sink.commits, "the second waited for the first to commit")
-}
-
-func TestFlusherFailureRollsBackTheBatchAfter(t *testing.T) {
-	buf := NewMemory(MemoryConfig{})
-	sink := newFakeSink()
-	msgs := newMessages(20)
-	var overlapped bool
-	sink.hold = secondBegun(msgs[0].ID, msgs[10].ID, errors.New("database down"), &overlapped)
-	f := NewFlusher(buf, sink, FlusherConfig{Node: "n1", MinBatch: 10, InitialBatch: 10, MaxBatch: 10, Backoff: fastBackoff, Logger: discardLogger})
-	appendEach(t, buf, msgs)
-	runFlusher(t, f)
-	sink.waitRows(t, 20)
-	require.Eventually(t, func() bool { return buf.Stats().Depth == 0 }, 10*time.Second, time.Millisecond)
-
-	sink.mu.Lock()
-	defer sink.mu.Unlock()
-	require.True(t, overlapped)
-	require.Zero(t, sink.dups)
-	require.Equal(t, int64(1), f.Stats().Errors)
-	// Had the second committed while the first failed, its watermark would
-	// have come first, past records the database did not have.
-	require.Len(t, sink.commits, 2)
-	require.IsIncreasing(t, sink.commits)
-	require.Len(t, sink.calls, 4, "both were sent again")
 }
 
 func TestFlusherRetriesFailures(t *testing.T) {
@@ -340,16 +229,17 @@ func TestFlusherBatchShrinksWhenSlow(t *testing.T) {
 		Node: "n1", Interval: 20 * time.Millisecond,
 		MinBatch: 25, InitialBatch: 200, MaxBatch: 400, Logger: discardLogger,
 	})
-	appendEach(t, buf, newMessages(800))
+	appendEach(t, buf, newMessages(600))
 	runFlusher(t, f)
-	sink.waitRows(t, 800)
+	sink.waitRows(t, 600)
 
 	sink.mu.Lock()
 	defer sink.mu.Unlock()
-	sizes := sizesInOrder(sink.calls)
-	// Two batches go at a time while they come full: the second is taken
-	// at the size the first was.
-	require.Equal(t, []int{200, 200, 100, 100, 50, 50, 25, 25}, sizes[:8])
+	var sizes []int
+	for _, c := range sink.calls {
+		sizes = append(sizes, len(c.Messages))
+	}
+	require.Equal(t, []int{200, 100, 50, 25, 25}, sizes[:5])
 	for _, n := range sizes {
 		require.LessOrEqual(t, n, 200)
 	}
@@ -369,8 +259,11 @@ func TestFlusherBatchGrowsWhenFast(t *testing.T) {
 
 	sink.mu.Lock()
 	defer sink.mu.Unlock()
-	sizes := sizesInOrder(sink.calls)
-	require.Equal(t, []int{10, 10, 20, 20, 40, 40, 80, 80}, sizes[:8])
+	var sizes []int
+	for _, c := range sink.calls {
+		sizes = append(sizes, len(c.Messages))
+	}
+	require.Equal(t, []int{10, 20, 40, 80, 80}, sizes[:5])
 	require.Equal(t, 80, f.Stats().BatchSize)
 }
 

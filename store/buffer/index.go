@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"sync"
 	"time"
 
@@ -80,7 +79,7 @@ func (l *recordList) remove(r *record) {
 }
 
 // index is the in-memory state both buffers share: the records by id and
-// in sequence order, the capacity accounting and the batches in flight.
+// in sequence order, the capacity accounting and the one batch in flight.
 // The WAL makes its changes durable before applying them here, so the
 // index never reads the disk.
 type index struct {
@@ -104,10 +103,9 @@ type index struct {
 	// nextSeq numbers the records of the memory buffer; the WAL numbers
 	// its own in its writer.
 	nextSeq uint64
-	// inflight are the batches taken by Next (or the one being dropped by
-	// Discard), oldest first, at most maxInFlight: every record with seq ≤
-	// the last one's Seq belongs to one of them and cannot change.
-	inflight []*store.Batch
+	// inflight is the batch taken by Next (or being dropped by Discard):
+	// every record with seq ≤ inflight.Seq belongs to it and cannot change.
+	inflight *store.Batch
 	// changed is closed and replaced whenever a record leaves flight or
 	// stops being busy, waking the Deletes, Updates and Discards that wait.
 	changed chan struct{}
@@ -220,7 +218,7 @@ func (ix *index) admitLocked(recs []*record, number bool, soon time.Time) (due b
 }
 
 func (ix *index) inFlightLocked(r *record) bool {
-	return len(ix.inflight) > 0 && r.seq <= ix.inflight[len(ix.inflight)-1].Seq
+	return ix.inflight != nil && r.seq <= ix.inflight.Seq
 }
 
 func (ix *index) removeLocked(r *record) {
@@ -305,23 +303,14 @@ func update(r *record, fn func(*store.Message)) (*store.Message, error) {
 	return m, nil
 }
 
-// maxInFlight is how many batches Next hands out before one is committed
-// or released: two, so that a flusher can write the next batch while the
-// database commits the one before (see Flusher).
-const maxInFlight = 2
-
 func (ix *index) next(limit int) *store.Batch {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
-	if len(ix.inflight) >= maxInFlight || limit <= 0 {
+	if ix.inflight != nil || limit <= 0 {
 		return nil
 	}
-	r := ix.order.front
-	for r != nil && ix.inFlightLocked(r) {
-		r = r.next
-	}
 	b := store.Batch{Messages: make([]*store.Message, 0, min(limit, ix.depth))}
-	for ; r != nil && len(b.Messages) < limit; r = r.next {
+	for r := ix.order.front; r != nil && len(b.Messages) < limit; r = r.next {
 		// Stopping at a busy record keeps the watermark exact: every live
 		// record up to b.Seq is in the batch.
 		if r.busy {
@@ -333,16 +322,15 @@ func (ix *index) next(limit int) *store.Batch {
 	if len(b.Messages) == 0 {
 		return nil
 	}
-	ix.inflight = append(ix.inflight, &b)
+	ix.inflight = &b
 	return &b
 }
 
-// oldestRecordsLocked lists the records of the oldest batch in flight.
-func (ix *index) oldestRecordsLocked() []*record {
-	b := ix.inflight[0]
-	recs := make([]*record, 0, len(b.Messages))
+// inFlightRecordsLocked lists the records of the batch in flight.
+func (ix *index) inFlightRecordsLocked() []*record {
+	recs := make([]*record, 0, len(ix.inflight.Messages))
 	for r := ix.order.front; r != nil; r = r.next {
-		if r.seq > b.Seq {
+		if r.seq > ix.inflight.Seq {
 			break
 		}
 		recs = append(recs, r)
@@ -350,17 +338,15 @@ func (ix *index) oldestRecordsLocked() []*record {
 	return recs
 }
 
-// commit drops the records of b, the oldest batch in flight, once drop
-// (nil for memory) made that durable. On an error b stays in flight.
-// Batches commit in the order Next handed them out, as their watermarks
-// reach the database.
+// commit drops the records of b, the batch in flight, once drop (nil for
+// memory) made that durable. On an error b stays in flight.
 func (ix *index) commit(b *store.Batch, drop func([]*record) error) error {
 	ix.mu.Lock()
-	if b == nil || len(ix.inflight) == 0 || ix.inflight[0] != b {
+	if b == nil || ix.inflight != b {
 		ix.mu.Unlock()
 		return errNotInFlight
 	}
-	recs := ix.oldestRecordsLocked()
+	recs := ix.inFlightRecordsLocked()
 	ix.mu.Unlock()
 	if drop != nil {
 		if err := drop(recs); err != nil {
@@ -371,22 +357,19 @@ func (ix *index) commit(b *store.Batch, drop func([]*record) error) error {
 	for _, r := range recs {
 		ix.removeLocked(r)
 	}
-	ix.inflight = slices.Delete(ix.inflight, 0, 1)
+	ix.inflight = nil
 	ix.broadcastLocked()
 	ix.mu.Unlock()
 	return nil
 }
 
-// release returns b and every batch handed out after it: their records go
-// again to the next Next, in order.
 func (ix *index) release(b *store.Batch) {
 	ix.mu.Lock()
-	i := slices.Index(ix.inflight, b)
-	if b == nil || i < 0 {
+	if b == nil || ix.inflight != b {
 		ix.mu.Unlock()
 		return
 	}
-	ix.inflight = ix.inflight[:i]
+	ix.inflight = nil
 	ix.broadcastLocked()
 	ix.mu.Unlock()
 	ix.signal()
@@ -398,7 +381,7 @@ func (ix *index) release(b *store.Batch) {
 // the records gone.
 func (ix *index) discard(ctx context.Context, seq uint64, drop func([]*record) error) error {
 	ix.mu.Lock()
-	for len(ix.inflight) > 0 || ix.busyUpToLocked(seq) {
+	for ix.inflight != nil || ix.busyUpToLocked(seq) {
 		changed := ix.changed
 		ix.mu.Unlock()
 		select {
@@ -409,7 +392,7 @@ func (ix *index) discard(ctx context.Context, seq uint64, drop func([]*record) e
 		ix.mu.Lock()
 	}
 	b := &store.Batch{Seq: seq}
-	ix.inflight = []*store.Batch{b}
+	ix.inflight = b
 	ix.mu.Unlock()
 	err := ix.commit(b, drop)
 	if err != nil {

@@ -62,13 +62,6 @@ func collectMessages(rows pgx.Rows, err error) ([]*store.Message, error) {
 // keys (a buffer's flush) goes by COPY; anything else in one round trip of
 // INSERT … ON CONFLICT DO NOTHING. Either way the rows, the channel names
 // and the flush watermark commit together.
-//
-// BeforeCommit runs once the messages are written but before the channel
-// names and the watermark are: those take row locks (the node's flush mark,
-// a new channel name) that the earlier batch the hook waits for also takes.
-// Taken before the hook, a later batch that got to them first would wait for
-// the earlier one in the hook while the earlier one waited for its locks, a
-// deadlock PostgreSQL cannot see.
 func (s *Store) MessageInsertMany(ctx context.Context, p *store.MessageInsertManyParams) (*store.MessageInsertManyResult, error) {
 	n := len(p.Messages)
 	res := &store.MessageInsertManyResult{}
@@ -84,10 +77,9 @@ func (s *Store) MessageInsertMany(ctx context.Context, p *store.MessageInsertMan
 		// An id already in the table (not expected: ids are made at ingest
 		// and the watermark keeps a replay out) fails the whole COPY; the
 		// INSERT below skips such rows instead of failing the flush forever.
-		// An error from BeforeCommit is not a PgError, so it is returned.
 		var pgErr *pgconn.PgError
 		if !errors.As(err, &pgErr) || pgErr.Code != pgUniqueViolation {
-			return nil, err
+			return nil, mapErr(err)
 		}
 		s.opts.Logger.Warn("flush: COPY found a message already stored; inserting the batch row by row instead", "err", err)
 	}
@@ -103,8 +95,7 @@ var copyColumns = []string{"id", "channel", "payload", "status", "scheduled_at",
 
 // copyMany writes p by COPY in a transaction with the channels and the
 // watermark, and wakes the channels and regions it fed. A due message is
-// READY by this node's clock. It maps the database's errors itself, so that
-// an error from BeforeCommit, the caller's, comes back as it was.
+// READY by this node's clock.
 func (s *Store) copyMany(ctx context.Context, p *store.MessageInsertManyParams) error {
 	now := time.Now()
 	// The (status, channel, region) triples the batch feeds, for the
@@ -133,16 +124,11 @@ func (s *Store) copyMany(ctx context.Context, p *store.MessageInsertManyParams) 
 	})
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
-		return mapErr(err)
+		return err
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"messages"}, copyColumns, src); err != nil {
-		return mapErr(err)
-	}
-	if p.BeforeCommit != nil {
-		if err := p.BeforeCommit(ctx); err != nil {
-			return err
-		}
+		return err
 	}
 	var names, wake []string
 	for t := range targets {
@@ -157,10 +143,10 @@ func (s *Store) copyMany(ctx context.Context, p *store.MessageInsertManyParams) 
 		b.Queue(flushMarkSQL, p.Node, int64(p.Seq))
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return mapErr(err)
+		return err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return mapErr(err)
+		return err
 	}
 	s.notify(ctx, wake)
 	return nil
@@ -171,8 +157,7 @@ const flushMarkSQL = `INSERT INTO flush_marks (node_id, seq, updated_at) VALUES 
 	ON CONFLICT (node_id) DO UPDATE SET seq = greatest(flush_marks.seq, excluded.seq), updated_at = now()`
 
 // insertMany is MessageInsertMany in one round trip of INSERT … ON
-// CONFLICT DO NOTHING, which skips rows whose id or dedup key is taken; with
-// a BeforeCommit, in an explicit transaction (see sendAround).
+// CONFLICT DO NOTHING, which skips rows whose id or dedup key is taken.
 func (s *Store) insertMany(ctx context.Context, p *store.MessageInsertManyParams) (*store.MessageInsertManyResult, error) {
 	n := len(p.Messages)
 	res := &store.MessageInsertManyResult{}
@@ -230,25 +215,13 @@ func (s *Store) insertMany(ctx context.Context, p *store.MessageInsertManyParams
 			})
 			return err
 		})
-	}
-	// Without a hook, one batch; with one, the channels and the watermark
-	// go after it (see MessageInsertMany).
-	rest := b
-	if p.BeforeCommit != nil {
-		rest = &pgx.Batch{}
-	}
-	if n > 0 {
-		rest.Queue(`INSERT INTO channels (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, names)
+		b.Queue(`INSERT INTO channels (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, names)
 	}
 	if p.Node != "" {
-		rest.Queue(flushMarkSQL, p.Node, int64(p.Seq))
+		b.Queue(flushMarkSQL, p.Node, int64(p.Seq))
 	}
-	if p.BeforeCommit == nil {
-		if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
-			return nil, mapErr(err)
-		}
-	} else if err := s.sendAround(ctx, b, p.BeforeCommit, rest); err != nil {
-		return nil, err
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return nil, mapErr(err)
 	}
 	res.Inserted = len(inserted)
 	s.notify(ctx, wake)
@@ -261,27 +234,6 @@ func (s *Store) insertMany(ctx context.Context, p *store.MessageInsertManyParams
 		res.Existing = existing
 	}
 	return res, nil
-}
-
-// sendAround sends first, runs beforeCommit, sends then and commits, all in
-// one transaction. An error from beforeCommit, the caller's, is returned as
-// it was; the database's are mapped.
-func (s *Store) sendAround(ctx context.Context, first *pgx.Batch, beforeCommit func(context.Context) error, then *pgx.Batch) error {
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return mapErr(err)
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
-	if err := tx.SendBatch(ctx, first).Close(); err != nil {
-		return mapErr(err)
-	}
-	if err := beforeCommit(ctx); err != nil {
-		return err
-	}
-	if err := tx.SendBatch(ctx, then).Close(); err != nil {
-		return mapErr(err)
-	}
-	return mapErr(tx.Commit(ctx))
 }
 
 // dedupLookup finds, for each message not inserted because its dedup key was
