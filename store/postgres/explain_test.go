@@ -209,7 +209,8 @@ func TestPlansStayKeyedAfterEmptyVacuum(t *testing.T) {
 		require.NotContains(t, plan, "Hash Join", msg, sql, plan)
 		require.NotContains(t, plan, "Merge Join", msg, sql, plan)
 		if strings.HasPrefix(sql, "UPDATE") || strings.HasPrefix(sql, "DELETE") {
-			require.Contains(t, plan, "messages_pkey", "rows found by primary key: "+msg, sql, plan)
+			require.True(t, strings.Contains(plan, "messages_pkey") || strings.Contains(plan, "Tid Scan on messages m"),
+				"rows found by primary key or by ctid: "+msg, sql, plan)
 		}
 		if !strings.Contains(sql, "ORDER BY leased_until") {
 			require.NotContains(t, plan, "messages_leased", "reads every lease: "+msg, sql, plan)

@@ -533,17 +533,15 @@ func (s *Store) MessageExtend(ctx context.Context, p *store.MessageExtendParams)
 // themselves (claimDue) hold some of them, and a promotion that waited for
 // those locks stalled a burst (100,000 due in one second took 3.6–4.5 s to
 // be pollable instead of 1.9–2.6 s). As in pollRegion, the locked rows are
-// updated through an array of their ids, not a join.
+// updated through lockedRows, not a join.
 func (s *Store) MessagePromote(ctx context.Context, p *store.MessagePromoteParams) (*store.Promoted, error) {
 	region := cmp.Or(p.Region, s.opts.Region)
 	rows, err := s.pool.Query(ctx, `UPDATE messages m SET status = 'READY', updated_at = now()
-		WHERE m.id = ANY(ARRAY(
-			SELECT id FROM messages
+		WHERE `+s.lockedRows(`FROM messages
 			WHERE status = 'PENDING' AND region = $1::`+s.dialect.RegionType+` AND scheduled_at <= now()
 			ORDER BY scheduled_at
 			LIMIT $2
-			FOR UPDATE SKIP LOCKED
-		))
+			FOR UPDATE SKIP LOCKED`)+`
 		RETURNING m.channel, (extract(epoch FROM now() - m.scheduled_at) * 1000000)::int8`, region, p.Limit)
 	if err != nil {
 		return nil, mapErr(err)
@@ -596,9 +594,9 @@ func (s *Store) MessageNextDue(ctx context.Context, region string) (time.Time, e
 // MessageRecover implements store.Store.
 func (s *Store) MessageRecover(ctx context.Context, p *store.MessageRecoverParams) (*store.Recovered, error) {
 	args := append(retryArgs(nil, "lease expired", p.Backoff), cmp.Or(p.Region, s.opts.Region), p.Limit)
-	counts, dead, err := s.retry(ctx, s.pool, `m.id = ANY(ARRAY(SELECT id FROM messages
+	counts, dead, err := s.retry(ctx, s.pool, s.lockedRows(`FROM messages
 		WHERE status = 'ACQUIRED' AND region = $6::`+s.dialect.RegionType+` AND leased_until < now()
-		ORDER BY leased_until LIMIT $7 FOR UPDATE SKIP LOCKED))`, args)
+		ORDER BY leased_until LIMIT $7 FOR UPDATE SKIP LOCKED`), args)
 	if err != nil {
 		return nil, err
 	}

@@ -187,12 +187,11 @@ func (s *Store) leaseLocal(ctx context.Context, p *store.MessagePollParams, regi
 // began, which on a busy server can be milliseconds before the snapshot that
 // saw the row READY, and so before the message's scheduled_at.
 //
-// The rows are locked in a sub-select and updated through id = ANY(ARRAY(…)),
-// not by joining a CTE to messages: the planner sizes such a join by the
-// LIMIT and the table's statistics, and with statistics that lag behind the
-// table it hash-joined the CTE to a sequential scan of messages. The array
-// leaves it one plan, a probe of the primary key per locked row (see
-// keyedPlans). The other regions are region < $2 OR region > $2, not
+// The rows are locked in a sub-select and updated through lockedRows, not by
+// joining a CTE to messages: the planner sizes such a join by the LIMIT and
+// the table's statistics, and with statistics that lag behind the table it
+// hash-joined the CTE to a sequential scan of messages. The array leaves it
+// one plan, a fetch of each locked row (see keyedPlans). The other regions are region < $2 OR region > $2, not
 // region <> $2: two ranges of messages_ready, where <> leaves the planner
 // the whole channel's entries to read and, when statistics say the table
 // holds nothing but the local region, a sequential scan of the table
@@ -205,19 +204,30 @@ func (s *Store) pollRegion(ctx context.Context, p *store.MessagePollParams, regi
 	msgs, err := collectMessages(s.pool.Query(ctx, `UPDATE messages m SET status = 'ACQUIRED',
 			lease_token = gen_random_uuid(), acquired_at = clock_timestamp(),
 			leased_until = clock_timestamp() + $4::interval, attempts = m.attempts + 1, updated_at = now()
-		WHERE m.id = ANY(ARRAY(
-			SELECT id FROM messages
+		WHERE `+s.lockedRows(`FROM messages
 			WHERE channel = $1 AND status = 'READY' AND `+inRegion+`
 			ORDER BY scheduled_at
 			LIMIT $3
-			FOR UPDATE SKIP LOCKED
-		))
+			FOR UPDATE SKIP LOCKED`)+`
 		RETURNING `+messageCols, p.Channel, region, limit, p.Visibility))
 	if err != nil {
 		return nil, err
 	}
 	slices.SortFunc(msgs, func(a, b *store.Message) int { return a.ScheduledAt.Compare(b.ScheduledAt) })
 	return msgs, nil
+}
+
+// lockedRows is the WHERE clause of an UPDATE of messages m that takes the
+// rows its locking sub-select (from: FROM messages … FOR UPDATE SKIP LOCKED)
+// returns. On PostgreSQL it finds them again by ctid, a Tid Scan that reads
+// each row's page; by id, each row cost a probe of the primary key (a lease
+// of 1,000 READY rows: 29 ms by id, 16 ms by ctid; a promotion of 10,000:
+// 150-210 ms, 123-132 ms). A row the sub-select locked keeps its ctid until
+// this statement updates it. This is the form PostgreSQL's manual gives for
+// an UPDATE of a limited number of rows.
+func (s *Store) lockedRows(from string) string {
+	col := s.dialect.RowID
+	return `m.` + col + ` = ANY(ARRAY(SELECT ` + col + ` ` + from + `))`
 }
 
 // claimDue leases up to limit due PENDING messages of the channel in the
@@ -232,13 +242,11 @@ func (s *Store) claimDue(ctx context.Context, p *store.MessagePollParams, region
 	msgs, err := collectMessages(s.pool.Query(ctx, `UPDATE messages m SET status = 'ACQUIRED',
 			lease_token = gen_random_uuid(), acquired_at = clock_timestamp(),
 			leased_until = clock_timestamp() + $4::interval, attempts = m.attempts + 1, updated_at = now()
-		WHERE m.id = ANY(ARRAY(
-			SELECT id FROM messages
+		WHERE `+s.lockedRows(`FROM messages
 			WHERE status = 'PENDING' AND region = $2::`+s.dialect.RegionType+` AND scheduled_at <= now() AND channel = $1
 			ORDER BY scheduled_at
 			LIMIT $3
-			FOR UPDATE SKIP LOCKED
-		))
+			FOR UPDATE SKIP LOCKED`)+`
 		RETURNING `+messageCols, p.Channel, region, limit, p.Visibility))
 	if err != nil || len(msgs) == 0 {
 		return nil, err

@@ -87,15 +87,19 @@ type Dialect struct {
 	// Copy tells whether large flushes may use COPY. CockroachDB's COPY
 	// into a REGIONAL BY ROW table is untested, so it keeps INSERT.
 	Copy bool
+	// RowID is the column an UPDATE finds the rows of its locking
+	// sub-select by (see lockedRows): ctid on PostgreSQL, id on
+	// CockroachDB, which has no ctid.
+	RowID string
 }
 
 // DialectFor returns the dialect named name.
 func DialectFor(name string) (Dialect, error) {
 	switch name {
 	case schema.Postgres:
-		return Dialect{Name: name, RegionType: "text", Listen: true, Copy: true}, nil
+		return Dialect{Name: name, RegionType: "text", Listen: true, Copy: true, RowID: "ctid"}, nil
 	case schema.Cockroach:
-		return Dialect{Name: name, RegionType: "crdb_internal_region", Listen: false}, nil
+		return Dialect{Name: name, RegionType: "crdb_internal_region", Listen: false, RowID: "id"}, nil
 	}
 	return Dialect{}, fmt.Errorf("unknown dialect %q (want %q or %q)", name, schema.Postgres, schema.Cockroach)
 }
