@@ -3,9 +3,11 @@ package bench
 import (
 	"bufio"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -445,6 +447,21 @@ func fsyncProbe(dir string) time.Duration {
 	}
 	p50, _ := d.pct(50)
 	return p50
+}
+
+// cpuProbe is how fast one core runs: MB/s of sha256 over 4 MiB, the best
+// of five. The host slows down and speeds up through the day (the same
+// workload took up to twice as long an hour later, with nothing else
+// running); this is one way to tell runs apart.
+func cpuProbe() float64 {
+	buf := make([]byte, 4<<20)
+	best := time.Duration(math.MaxInt64)
+	for range 5 {
+		t0 := time.Now()
+		sha256.Sum256(buf)
+		best = min(best, time.Since(t0))
+	}
+	return float64(len(buf)) / 1e6 / best.Seconds()
 }
 
 // loadAvg is the first field of /proc/loadavg.

@@ -180,6 +180,7 @@ type stepCondition struct {
 	Name  string
 	Took  time.Duration
 	Fsync time.Duration // median 8 KiB write + fdatasync just before
+	Speed float64       // MB/s of sha256 on one core just before (cpuProbe)
 	Load  string        // 1-minute load average just before
 	CPU   cpuSplit
 }
