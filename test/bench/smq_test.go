@@ -275,8 +275,3 @@ func (b *bench) waitInDB(ctx context.Context, n *smqNode, channel string, want i
 		return c >= want, err
 	})
 }
-
-// pendingCount counts a channel's rows not yet made ready.
-func (b *bench) pendingCount(ctx context.Context, channel string) (int64, error) {
-	return count(ctx, b.smqDB, `SELECT count(*) FROM messages WHERE channel = $1 AND status = 'PENDING'`, channel)
-}
