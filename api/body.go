@@ -212,24 +212,26 @@ func decodeBatch(b []byte, body *createMessagesBody) bool {
 // decodeLease decodes the body of an ack, if it takes it.
 func decodeLease(b []byte, body *leaseBody) bool {
 	return decodeObject(b, func(r *jsonReader, key []byte, s string) (uint8, bool) {
-		switch string(key) {
-		case "message_ids":
-			return 1, r.stringList(&body.MessageIDs, s)
-		case "receipts":
-			return 2, r.stringList(&body.Receipts, s)
-		}
-		return 0, false
+		return leaseField(r, key, s, &body.MessageIDs, &body.Receipts)
 	})
+}
+
+// leaseField reads the fields that name leases, in an ack's body or a
+// nack's: message_ids (bit 1) and receipts (bit 2).
+func leaseField(r *jsonReader, key []byte, s string, ids, receipts *[]string) (uint8, bool) {
+	switch string(key) {
+	case "message_ids":
+		return 1, r.stringList(ids, s)
+	case "receipts":
+		return 2, r.stringList(receipts, s)
+	}
+	return 0, false
 }
 
 // decodeNack decodes the body of a nack, if it takes it.
 func decodeNack(b []byte, body *nackBody) bool {
 	return decodeObject(b, func(r *jsonReader, key []byte, s string) (uint8, bool) {
 		switch string(key) {
-		case "message_ids":
-			return 1, r.stringList(&body.MessageIDs, s)
-		case "receipts":
-			return 2, r.stringList(&body.Receipts, s)
 		case "delay":
 			ok := r.integerOrString(&body.Delay.raw)
 			// A slice of b, which Huma reuses.
@@ -238,7 +240,7 @@ func decodeNack(b []byte, body *nackBody) bool {
 		case "reason":
 			return 8, r.text(&body.Reason, 4096)
 		}
-		return 0, false
+		return leaseField(r, key, s, &body.MessageIDs, &body.Receipts)
 	})
 }
 
