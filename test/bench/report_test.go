@@ -555,27 +555,31 @@ func (r *report) conditions(m *md) {
 	}
 	var fs []time.Duration
 	var speeds []float64
+	var rtts []time.Duration
 	var other, wall time.Duration
 	for _, s := range res.steps {
 		fs = append(fs, s.Fsync)
 		speeds = append(speeds, s.Speed)
+		rtts = append(rtts, s.RTT)
 		other += s.CPU.Other
 		wall += s.CPU.Wall
 	}
 	slices.Sort(fs)
 	slices.Sort(speeds)
+	slices.Sort(rtts)
 	m.p("## Conditions of the run")
 	m.p("")
-	m.p("The machine is shared: during this run other processes used **%.2f cores** on average (of %d), one core hashed **%.0f MB/s** of sha256 (median before each step; from %.0f to %.0f), and an 8 KiB write + `fdatasync` in the run's directory took from %s to %s (median before each step). The host's speed changes through the day: the same workload has taken up to twice as long an hour later with nothing else running, so compare runs by these figures and by `GET /livez` below, which touches neither disk nor database. Read every figure against these; ratios between systems measured side by side (the systems take turns workload by workload) hold up better than absolute numbers. Each step starts with a `CHECKPOINT`, so that none pays for the pages the one before it dirtied.",
-		other.Seconds()/max(wall.Seconds(), 1e-9), r.machine.CPUs, speeds[len(speeds)/2], speeds[0], speeds[len(speeds)-1], fs[0].Round(time.Microsecond), fs[len(fs)-1].Round(time.Microsecond))
+	m.p("The machine is shared: during this run other processes used **%.2f cores** on average (of %d), one core hashed **%.0f MB/s** of sha256 (median of the steps; from %.0f to %.0f), a byte went to and fro over loopback TCP in **%s** (from %s to %s), and an 8 KiB write + `fdatasync` in the run's directory took from %s to %s (median before each step). The host's speed changes through the day: the same workload has taken up to twice as long an hour later with nothing else running, so compare runs by these figures and by `GET /livez` below, which touches neither disk nor database (in one day it went from 0.13 to 0.26 ms p50 while sha256 kept its speed). Read every figure against these; ratios between systems measured side by side (the systems take turns workload by workload) hold up better than absolute numbers. Each step starts with a `CHECKPOINT`, so that none pays for the pages the one before it dirtied.",
+		other.Seconds()/max(wall.Seconds(), 1e-9), r.machine.CPUs, speeds[len(speeds)/2], speeds[0], speeds[len(speeds)-1],
+		rtts[len(rtts)/2].Round(100*time.Nanosecond), rtts[0].Round(100*time.Nanosecond), rtts[len(rtts)-1].Round(100*time.Nanosecond), fs[0].Round(time.Microsecond), fs[len(fs)-1].Round(time.Microsecond))
 	m.p("")
 	m.p("<details><summary>Step by step</summary>")
 	m.p("")
 	var rows [][]string
 	for _, s := range res.steps {
-		rows = append(rows, append([]string{s.Name, s.Took.Round(time.Second).String(), s.Fsync.Round(time.Microsecond).String(), fmt.Sprintf("%.0f", s.Speed), s.Load}, cores(s.CPU)...))
+		rows = append(rows, append([]string{s.Name, s.Took.Round(time.Second).String(), s.Fsync.Round(time.Microsecond).String(), fmt.Sprintf("%.0f", s.Speed), s.RTT.Round(100 * time.Nanosecond).String(), s.Load}, cores(s.CPU)...))
 	}
-	m.table(append([]string{"step", "took", "fsync p50 before", "sha256 MB/s before", "load avg before"}, coreHeaders...), rows)
+	m.table(append([]string{"step", "took", "fsync p50 before", "sha256 MB/s before", "loopback round trip before", "load avg before"}, coreHeaders...), rows)
 	m.p("</details>")
 	m.p("")
 }

@@ -181,6 +181,7 @@ type stepCondition struct {
 	Took  time.Duration
 	Fsync time.Duration // median 8 KiB write + fdatasync just before
 	Speed float64       // MB/s of sha256 on one core just before (cpuProbe)
+	RTT   time.Duration // median loopback TCP round trip just before (rttProbe)
 	Load  string        // 1-minute load average just before
 	CPU   cpuSplit
 }
