@@ -191,11 +191,11 @@ func (s *Store) leaseLocal(ctx context.Context, p *store.MessagePollParams, regi
 // joining a CTE to messages: the planner sizes such a join by the LIMIT and
 // the table's statistics, and with statistics that lag behind the table it
 // hash-joined the CTE to a sequential scan of messages. The array leaves it
-// one plan, a fetch of each locked row (see keyedPlans). The other regions are region < $2 OR region > $2, not
-// region <> $2: two ranges of messages_ready, where <> leaves the planner
-// the whole channel's entries to read and, when statistics say the table
-// holds nothing but the local region, a sequential scan of the table
-// instead.
+// one plan, a fetch of each locked row (see keyedPlans). The other regions
+// are region < $2 OR region > $2, not region <> $2: two ranges of
+// messages_ready, where <> leaves the planner the whole channel's entries
+// to read and, when statistics say the table holds nothing but the local
+// region, a sequential scan of the table instead.
 func (s *Store) pollRegion(ctx context.Context, p *store.MessagePollParams, region string, local bool, limit int) ([]*store.Message, error) {
 	inRegion := `region = $2::` + s.dialect.RegionType
 	if !local {

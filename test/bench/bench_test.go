@@ -30,8 +30,6 @@ func (b *bench) fail(format string, args ...any) {
 	panic(stepFailed{fmt.Errorf(format, args...)})
 }
 
-// step runs one workload; a failure is noted in the results and the run
-// goes on with the next.
 // checkpoint writes out the pages the previous step dirtied, so that no
 // system's step pays for writing another's. In one run SMQ's create step,
 // right after the peers', measured half the creates/s of the same step run
@@ -45,6 +43,8 @@ func (b *bench) checkpoint() {
 	}
 }
 
+// step runs one workload; a failure is noted in the results and the run
+// goes on with the next.
 func (b *bench) step(name string, fn func()) {
 	if b.only != nil && !b.only.MatchString(name) {
 		return

@@ -468,8 +468,9 @@ func cpuProbe() float64 {
 
 // rttProbe is the median round trip of one byte over a loopback TCP
 // connection, the kernel's share of every HTTP request and database query
-// here: it slowed down by more than the cores did (GET /livez went from
-// 0.13 to 0.26 ms p50 while sha256 kept its speed).
+// here. It slowed down by more than the cores did: in one day GET /livez
+// went from 0.13 to 0.26 ms p50, sha256 on one core from 1,455 to no less
+// than 1,218 MB/s.
 func rttProbe() time.Duration {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

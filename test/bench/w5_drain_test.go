@@ -44,21 +44,22 @@ func (b *bench) w5Peers() {
 		// 10 ms from the start would read the whole table each time, and
 		// take PostgreSQL's CPU from River while it drains.
 		var completed int64
+		countCompleted := func() (err error) {
+			completed, err = count(b.ctx, b.riverDB, `SELECT count(*) FROM river_job WHERE state = 'completed'`)
+			return err
+		}
 		err := waitFor(b.ctx, w5Bound, 10*time.Millisecond, func() (bool, error) {
 			if ran.Load() < w5Messages {
 				return false, nil
 			}
-			var err error
-			completed, err = count(b.ctx, b.riverDB, `SELECT count(*) FROM river_job WHERE state = 'completed'`)
+			err := countCompleted()
 			return completed >= w5Messages, err
 		})
 		elapsed := time.Since(start)
 		cpu := b.cpuSince(c0)
 		if completed < w5Messages {
 			// Timed out: report how many River finished by then.
-			if n, err := count(b.ctx, b.riverDB, `SELECT count(*) FROM river_job WHERE state = 'completed'`); err == nil {
-				completed = n
-			}
+			_ = countCompleted()
 		}
 		stop()
 		if err != nil && b.ctx.Err() != nil {
