@@ -59,6 +59,12 @@ type Options struct {
 	// CopyMin is the smallest MessageInsertMany batch (without dedup keys)
 	// written with COPY; a negative value never uses COPY. Defaults to 200.
 	CopyMin int
+	// NodeListTTL is how long NodeList serves a page it read before, unless
+	// a write to nodes through this Store came since: health checks list
+	// the nodes on every call. A negative value reads every time. Defaults
+	// to 1 s; heartbeats come every few seconds, so a second adds little to
+	// how stale a listed heartbeat can be.
+	NodeListTTL time.Duration
 }
 
 func (o Options) withDefaults() Options {
@@ -67,6 +73,7 @@ func (o Options) withDefaults() Options {
 	o.ConnectTimeout = cmp.Or(o.ConnectTimeout, 3*time.Second)
 	o.FallbackPoll = cmp.Or(o.FallbackPoll, 200*time.Millisecond)
 	o.CopyMin = cmp.Or(o.CopyMin, 200)
+	o.NodeListTTL = cmp.Or(o.NodeListTTL, time.Second)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -107,6 +114,7 @@ func DialectFor(name string) (Dialect, error) {
 // Store is the pgx implementation of store.Store and store.Notifier.
 type Store struct {
 	polls   polls
+	nodes   nodeCache
 	pool    *pgxpool.Pool
 	opts    Options
 	dialect Dialect

@@ -481,6 +481,64 @@ func TestNodes(t *testing.T) {
 	require.Len(t, nodes, 1)
 }
 
+// NodeList serves the page it read for NodeListTTL, so that health checks
+// do not query the database each time; a write through the same Store
+// shows at once, one through another node's Store once the TTL is over.
+func TestNodeListCache(t *testing.T) {
+	b := setup(t)
+	open := func(ttl time.Duration) *postgres.Store {
+		s, err := postgres.Open(b.ctx, b.url, postgres.Options{NodeListTTL: ttl})
+		require.NoError(t, err)
+		t.Cleanup(s.Close)
+		return s
+	}
+	ids := func(s *postgres.Store) []string {
+		nodes, err := s.NodeList(b.ctx, 10, 0)
+		require.NoError(t, err)
+		var out []string
+		for _, n := range nodes {
+			out = append(out, n.ID)
+		}
+		return out
+	}
+	cached, short, other := open(time.Hour), open(50*time.Millisecond), open(-1)
+
+	require.NoError(t, cached.NodeHeartbeat(b.ctx, &store.Node{ID: "a", Version: "v1"}))
+	require.Equal(t, []string{"a"}, ids(cached))
+	require.Equal(t, []string{"a"}, ids(short))
+
+	// Another node registers: the hour-long cache keeps its page, the short
+	// one sees the node once its TTL is over, an uncached Store at once.
+	require.NoError(t, other.NodeHeartbeat(b.ctx, &store.Node{ID: "b", Version: "v1"}))
+	require.Equal(t, []string{"a", "b"}, ids(other))
+	require.Equal(t, []string{"a"}, ids(cached))
+	require.Eventually(t, func() bool { return len(ids(short)) == 2 }, 5*time.Second, 10*time.Millisecond)
+
+	// A different page is not served from the cache.
+	nodes, err := cached.NodeList(b.ctx, 1, 1)
+	require.NoError(t, err)
+	require.Len(t, nodes, 1)
+	require.Equal(t, "b", nodes[0].ID)
+
+	// Writes through the cached Store empty its cache.
+	require.NoError(t, cached.NodeHeartbeat(b.ctx, &store.Node{ID: "c", Version: "v1"}))
+	require.Equal(t, []string{"a", "b", "c"}, ids(cached))
+	require.NoError(t, cached.NodeDelete(b.ctx, "b"))
+	require.Equal(t, []string{"a", "c"}, ids(cached))
+	_, err = b.store.Pool().Exec(b.ctx, `UPDATE nodes SET last_heartbeat = now() - interval '2 minutes' WHERE id = 'c'`)
+	require.NoError(t, err)
+	stale, err := cached.NodeMarkStale(b.ctx, time.Minute)
+	require.NoError(t, err)
+	require.Len(t, stale, 1)
+	nodes, err = cached.NodeList(b.ctx, 10, 0)
+	require.NoError(t, err)
+	require.Equal(t, store.NodeStale, nodes[1].Status)
+
+	// What the cache hands out is a copy.
+	nodes[0].ID = "changed"
+	require.Equal(t, []string{"a", "c"}, ids(cached))
+}
+
 func TestChannelStats(t *testing.T) {
 	b := setup(t)
 	b.insert(t, newMessage("st", time.Now().Add(-time.Minute)), newMessage("st", time.Now().Add(90*time.Minute)),
