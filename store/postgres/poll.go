@@ -7,6 +7,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/smq/smq/schema"
 	"github.com/smq/smq/store"
 )
 
@@ -201,7 +204,7 @@ func (s *Store) pollRegion(ctx context.Context, p *store.MessagePollParams, regi
 	if !local {
 		inRegion = `(region < $2::` + s.dialect.RegionType + ` OR region > $2::` + s.dialect.RegionType + `)`
 	}
-	msgs, err := collectMessages(s.pool.Query(ctx, `UPDATE messages m SET status = 'ACQUIRED',
+	msgs, err := s.lease(ctx, `UPDATE messages m SET status = 'ACQUIRED',
 			lease_token = gen_random_uuid(), acquired_at = clock_timestamp(),
 			leased_until = clock_timestamp() + $4::interval, attempts = m.attempts + 1, updated_at = now()
 		WHERE `+s.lockedRows(`FROM messages
@@ -209,12 +212,44 @@ func (s *Store) pollRegion(ctx context.Context, p *store.MessagePollParams, regi
 			ORDER BY scheduled_at
 			LIMIT $3
 			FOR UPDATE SKIP LOCKED`)+`
-		RETURNING `+messageCols, p.Channel, region, limit, p.Visibility))
+		RETURNING `+messageCols, p.Channel, region, limit, p.Visibility)
 	if err != nil {
 		return nil, err
 	}
 	slices.SortFunc(msgs, func(a, b *store.Message) int { return a.ScheduledAt.Compare(b.ScheduledAt) })
 	return msgs, nil
+}
+
+// lease runs a statement that leases messages and returns them. On
+// PostgreSQL its commit does not wait for the WAL to reach the disk
+// (synchronous_commit off, for this transaction only): a lease lost in a
+// database crash leaves the message as it was before the poll, to be leased
+// again, which at-least-once delivery allows, just as it allows a lease to
+// expire. Creates, acks, nacks, reschedules and deletes keep their durable
+// commit: losing one of those would undo what a client was told. The wait
+// was about a third of a one-message poll (loopback p50 1.08 ms with it,
+// 0.78 ms without).
+//
+// set_config(…, true) and the statement go in one pipeline, with one Sync,
+// so PostgreSQL runs them in one implicit transaction and the setting ends
+// with it (TestLeaseCommitsWithoutWaitingForTheDisk checks both).
+func (s *Store) lease(ctx context.Context, sql string, args ...any) ([]*store.Message, error) {
+	if s.dialect.Name != schema.Postgres {
+		return collectMessages(s.pool.Query(ctx, sql, args...))
+	}
+	b := &pgx.Batch{}
+	b.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)
+	b.Queue(sql, args...)
+	br := s.pool.SendBatch(ctx, b)
+	defer br.Close()
+	if _, err := br.Exec(); err != nil {
+		return nil, mapErr(err)
+	}
+	msgs, err := collectMessages(br.Query())
+	if err != nil {
+		return nil, err
+	}
+	return msgs, mapErr(br.Close())
 }
 
 // lockedRows is the WHERE clause of an UPDATE of messages m that takes the
@@ -239,7 +274,7 @@ func (s *Store) lockedRows(from string) string {
 // empty. The scheduler's lateness metric learns of these messages through
 // Options.OnClaimDue.
 func (s *Store) claimDue(ctx context.Context, p *store.MessagePollParams, region string, limit int) ([]*store.Message, error) {
-	msgs, err := collectMessages(s.pool.Query(ctx, `UPDATE messages m SET status = 'ACQUIRED',
+	msgs, err := s.lease(ctx, `UPDATE messages m SET status = 'ACQUIRED',
 			lease_token = gen_random_uuid(), acquired_at = clock_timestamp(),
 			leased_until = clock_timestamp() + $4::interval, attempts = m.attempts + 1, updated_at = now()
 		WHERE `+s.lockedRows(`FROM messages
@@ -247,7 +282,7 @@ func (s *Store) claimDue(ctx context.Context, p *store.MessagePollParams, region
 			ORDER BY scheduled_at
 			LIMIT $3
 			FOR UPDATE SKIP LOCKED`)+`
-		RETURNING `+messageCols, p.Channel, region, limit, p.Visibility))
+		RETURNING `+messageCols, p.Channel, region, limit, p.Visibility)
 	if err != nil || len(msgs) == 0 {
 		return nil, err
 	}

@@ -2,15 +2,18 @@ package postgres_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/smq/smq/store"
 	"github.com/smq/smq/store/postgres"
+	"github.com/smq/smq/test/pgtest"
 )
 
 // TestConcurrentPollsShareQueries runs many concurrent pollers of one
@@ -123,4 +126,67 @@ func TestWaitingPollGivesUp(t *testing.T) {
 		got += a.n
 	}
 	require.Equal(t, 50, got, "the polls that stayed share the 50 messages")
+}
+
+// TestLeaseCommitsWithoutWaitingForTheDisk checks, with a trigger that notes
+// the setting in force in each transaction that changes a message, that a
+// lease (of a READY message, and of a due PENDING one) commits with
+// synchronous_commit off, and that the setting does not outlive it: an ack
+// on the same connection, the pool's only one, still waits for the disk.
+// The test server runs with synchronous_commit off; the connection here
+// asks for it on, as a production server has it.
+func TestLeaseCommitsWithoutWaitingForTheDisk(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.URL(t)
+	url += map[bool]string{true: "&", false: "?"}[strings.Contains(url, "?")] + "synchronous_commit=on"
+	s, err := postgres.Open(ctx, url, postgres.Options{Region: "eu", MaxConns: 1})
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+	var mode string
+	require.NoError(t, s.Pool().QueryRow(ctx, `SHOW synchronous_commit`).Scan(&mode))
+	require.Equal(t, "on", mode)
+	_, err = s.Pool().Exec(ctx, `CREATE TABLE commit_modes (seq serial, op text, mode text);
+		CREATE FUNCTION note_commit_mode() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF TG_OP = 'DELETE' THEN
+				INSERT INTO commit_modes (op, mode) VALUES ('delete ' || OLD.status, current_setting('synchronous_commit'));
+				RETURN OLD;
+			END IF;
+			INSERT INTO commit_modes (op, mode) VALUES ('update ' || OLD.status || '->' || NEW.status, current_setting('synchronous_commit'));
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER note_commit_mode BEFORE UPDATE OR DELETE ON messages
+			FOR EACH ROW EXECUTE FUNCTION note_commit_mode()`)
+	require.NoError(t, err)
+
+	ready, pending := newMessage("jobs", time.Now().Add(-time.Minute)), newMessage("jobs", time.Now().Add(-time.Minute))
+	_, err = s.MessageInsertMany(ctx, &store.MessageInsertManyParams{Messages: []*store.Message{ready, pending}})
+	require.NoError(t, err)
+	_, err = s.Pool().Exec(ctx, `UPDATE messages SET status = CASE WHEN id = $1 THEN 'READY' ELSE 'PENDING' END`, ready.ID)
+	require.NoError(t, err)
+	_, err = s.Pool().Exec(ctx, `TRUNCATE commit_modes`)
+	require.NoError(t, err)
+
+	var receipts []store.Receipt
+	for range 2 {
+		got, err := s.MessagePoll(ctx, &store.MessagePollParams{Channel: "jobs", Max: 1, Visibility: time.Hour, Region: "eu"})
+		require.NoError(t, err)
+		require.Len(t, got, 1)
+		receipts = append(receipts, store.Receipt{ID: got[0].ID, Token: got[0].LeaseToken})
+	}
+	counts, err := s.MessageAck(ctx, &store.MessageAckParams{Receipts: receipts})
+	require.NoError(t, err)
+	require.Equal(t, 2, counts.Total())
+
+	rows, err := s.Pool().Query(ctx, `SELECT op || ': ' || mode FROM commit_modes ORDER BY seq`)
+	require.NoError(t, err)
+	noted, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	require.NoError(t, err)
+	require.Equal(t, []string{
+		"update READY->ACQUIRED: off", "update PENDING->ACQUIRED: off",
+		"delete ACQUIRED: on", "delete ACQUIRED: on",
+	}, noted)
+
+	require.NoError(t, s.Pool().QueryRow(ctx, `SHOW synchronous_commit`).Scan(&mode))
+	require.Equal(t, "on", mode)
 }
