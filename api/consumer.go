@@ -69,9 +69,13 @@ type PolledMessage struct {
 }
 
 type pollOutput struct {
-	Body struct {
-		Messages []PolledMessage `json:"messages"`
-	}
+	Body PollOutputBody
+}
+
+// PollOutputBody is a poll's answer. It is named as Huma named it when it
+// was unnamed, so the OpenAPI document and the generated client keep it.
+type PollOutputBody struct {
+	Messages []PolledMessage `json:"messages"`
 }
 
 // leaseBody names leased messages by id or by receipt.

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"encoding/json"
 	"testing"
 	"time"
 
@@ -52,4 +53,39 @@ func TestAppendJSONEmpty(t *testing.T) {
 	requireSameJSON(t, BatchResults{})
 	requireSameJSON(t, BatchResults{Results: []BatchResult{}})
 	requireSameJSON(t, CreatedMessage{})
+}
+
+// FuzzAppendPolled holds a poll's own JSON to encoding/json's, payloads
+// with whitespace, empty or not JSON at all included.
+func FuzzAppendPolled(f *testing.F) {
+	id := uuid.MustParse("0192f5b4-7d2a-7c4e-9a1b-2f3c4d5e6f70")
+	for _, payload := range []string{`{"n":1}`, `{ "a" : [1, 2] }`, `"a b"`, "\t7\n", `[]`, ``, `{`, `nul`, `"\u2028<>&"`, "\"\xff\""} {
+		f.Add(id[:], "c", payload, "", int64(1767225600), int64(123456000), 0, 3, true)
+	}
+	f.Add(uuid.Nil[:], "a\"b\\c", `null`, "lease expired", int64(-62135596800), int64(0), 3600, 0, false)
+	f.Add(id[:], "c", `1`, "é\u2028\x00", int64(253402300800), int64(0), 0, 1, true) // year 10000: MarshalJSON fails
+	f.Fuzz(func(t *testing.T, idBytes []byte, channel, payload, lastError string, sec, nsec int64, offset, attempts int, updated bool) {
+		var id uuid.UUID
+		copy(id[:], idBytes)
+		at := time.Unix(sec, nsec).In(time.FixedZone("z", offset%(48*3600)))
+		m := PolledMessage{
+			ID: id, Channel: channel, Payload: json.RawMessage(payload), ScheduledAt: at, Status: "ACQUIRED",
+			AcquiredAt: at.Add(time.Millisecond), RetryCount: max(attempts-1, 0), Attempts: attempts, MaxAttempts: attempts * 3,
+			CreatedAt: at.Add(-time.Hour), LeasedUntil: at.Add(time.Duration(nsec)), Receipt: channel + lastError,
+			OriginalChannel: lastError, LastError: lastError,
+		}
+		if updated {
+			m.UpdatedAt = &at
+		}
+		requireSameJSON(t, PollOutputBody{Messages: []PolledMessage{m}})
+		other := m
+		other.Payload = nil
+		requireSameJSON(t, PollOutputBody{Messages: []PolledMessage{m, other, m}})
+	})
+}
+
+func TestAppendPolledEmpty(t *testing.T) {
+	requireSameJSON(t, PollOutputBody{})
+	requireSameJSON(t, PollOutputBody{Messages: []PolledMessage{}})
+	requireSameJSON(t, PollOutputBody{Messages: []PolledMessage{{}}})
 }
