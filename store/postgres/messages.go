@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -93,6 +94,9 @@ const pgUniqueViolation = "23505"
 var copyColumns = []string{"id", "channel", "payload", "status", "scheduled_at", "max_attempts",
 	"created_at", "updated_at", "region"}
 
+// copySQL is copyMany's COPY statement.
+var copySQL = `COPY messages (` + strings.Join(copyColumns, ", ") + `) FROM STDIN (FORMAT binary)`
+
 // copyMany writes p by COPY in a transaction with the channels and the
 // watermark, and wakes the channels and regions it fed. A due message is
 // READY by this node's clock.
@@ -105,9 +109,8 @@ func (s *Store) copyMany(ctx context.Context, p *store.MessageInsertManyParams) 
 		channel, region string
 	}
 	targets := map[target]bool{}
-	row := make([]any, len(copyColumns)) // pgx encodes each row before asking for the next
-	src := pgx.CopyFromSlice(len(p.Messages), func(i int) ([]any, error) {
-		m := p.Messages[i]
+	rows := newCopyRows(len(p.Messages) * 160)
+	for _, m := range p.Messages {
 		status := store.StatusPending
 		if !m.ScheduledAt.After(now) {
 			status = store.StatusReady
@@ -117,17 +120,25 @@ func (s *Store) copyMany(ctx context.Context, p *store.MessageInsertManyParams) 
 		if created.IsZero() {
 			created = now
 		}
-		row[0], row[1], row[2], row[3], row[4] = [16]byte(m.ID), m.Channel, m.Payload, string(status), m.ScheduledAt
-		row[5], row[6], row[7], row[8] = int32(max(m.MaxAttempts, 1)), created, now, region
+		// In copyColumns' order.
+		rows.row(len(copyColumns))
+		rows.uuid(m.ID)
+		rows.text(m.Channel)
+		rows.bytes(m.Payload)
+		rows.text(string(status))
+		rows.timestamptz(m.ScheduledAt)
+		rows.int4(int32(max(m.MaxAttempts, 1)))
+		rows.timestamptz(created)
+		rows.timestamptz(now)
+		rows.text(region)
 		targets[target{status, m.Channel, region}] = true
-		return row, nil
-	})
+	}
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
-	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"messages"}, copyColumns, src); err != nil {
+	if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(rows.done()), copySQL); err != nil {
 		return err
 	}
 	var names, wake []string
