@@ -50,14 +50,16 @@ type bench struct {
 	riverDB *pgxpool.Pool
 	pgqDB   *pgxpool.Pool
 	res     *results
+	pgss    bool           // pg_stat_statements is readable in the smq database
 	only    *regexp.Regexp // steps to run; nil: all
 	node    *smqNode       // the SMQ node running now, if any
 }
 
 // startPostgres starts the run's PostgreSQL with durable settings (fsync,
-// synchronous commit and full-page writes on: PostgreSQL's defaults).
+// synchronous commit and full-page writes on: PostgreSQL's defaults), and
+// pg_stat_statements loaded, for the statements behind a profiled workload.
 func (b *bench) startPostgres() {
-	pg, err := localpg.Start(b.ctx, localpg.Config{Dir: filepath.Join(b.dir, "pg"), Fast: false})
+	pg, err := localpg.Start(b.ctx, localpg.Config{Dir: filepath.Join(b.dir, "pg"), Fast: false, StatStatements: true})
 	if err != nil {
 		b.t.Fatalf("start postgresql: %v", err)
 	}
@@ -74,6 +76,11 @@ func (b *bench) startPostgres() {
 	b.smqDB = b.pool(dbSMQ, 16)
 	b.riverDB = b.pool(dbRiver, 80)
 	b.pgqDB = b.pool(dbPGQ, 80)
+	if _, err := b.smqDB.Exec(b.ctx, `CREATE EXTENSION IF NOT EXISTS pg_stat_statements`); err != nil {
+		b.res.note(fmt.Sprintf("pg_stat_statements is not available (%v): the profiles show smq's CPU only", err))
+	} else {
+		b.pgss = true
+	}
 }
 
 func (b *bench) pool(db string, maxConns int) *pgxpool.Pool {

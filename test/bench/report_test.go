@@ -200,7 +200,7 @@ func (r *report) markdown() string {
 	}
 	m.table([]string{"issue", "target", "measured", "status"}, rows)
 	if len(missed) > 0 {
-		m.p("%d target(s) missed. Where a CPU profile of the smq process was taken during the workload, its top entries are under [Profiles](#profiles).", len(missed))
+		m.p("%d target(s) missed. Where a CPU profile of the smq process was taken during the workload, its top entries, and PostgreSQL's busiest statements over the same seconds, are under [Profiles](#profiles).", len(missed))
 		m.p("")
 	}
 
@@ -239,6 +239,19 @@ func (r *report) markdown() string {
 			rows = append(rows, []string{a.Label, a.Share})
 		}
 		m.table([]string{"where (cumulative, the callees included)", "share of smq's CPU samples"}, rows)
+		if len(p.Statements) > 0 {
+			m.p("PostgreSQL over the same %d s, SMQ's database, busiest statements first (`pg_stat_statements`; the time is wall time in the server, so waiting for a core or a lock counts):", p.Seconds)
+			m.p("")
+			var srows [][]string
+			for _, st := range p.Statements {
+				perRow := ""
+				if st.Rows > 0 {
+					perRow = fmt.Sprintf("%.1f", st.TotalMs*1000/float64(st.Rows))
+				}
+				srows = append(srows, []string{"`" + shorten(st.Query, 110) + "`", fmt.Sprint(st.Calls), fmt.Sprint(st.Rows), fmt.Sprintf("%.0f", st.TotalMs), perRow})
+			}
+			m.table([]string{"statement", "calls", "rows", "total ms", "µs per row"}, srows)
+		}
 		m.p("Top by own time:")
 		m.p("")
 		m.p("```")
@@ -265,6 +278,16 @@ func (r *report) markdown() string {
 		m.p("")
 	}
 	return m.String()
+}
+
+// shorten cuts s to at most n runes, with an ellipsis, and keeps it
+// inside a Markdown table cell.
+func shorten(s string, n int) string {
+	s = strings.NewReplacer("|", "\\|", "`", "'").Replace(s)
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
 }
 
 func boolInt(b bool) int {

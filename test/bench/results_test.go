@@ -167,6 +167,18 @@ type profile struct {
 	Top     string // `go tool pprof -top` output, trimmed
 	Cum     string // the first lines of `-top -cum` in smq, pgx and Badger
 	Areas   []profileArea
+	// Statements are the busiest statements of SMQ's database over the
+	// same seconds.
+	Statements []pgStatement
+}
+
+// pgStatement is one normalized statement's share of PostgreSQL's time
+// (pg_stat_statements).
+type pgStatement struct {
+	Query   string
+	Calls   int64
+	Rows    int64
+	TotalMs float64 // wall time in the server: waiting for a core or a lock counts
 }
 
 // profileArea is one part of smq and its cumulative share of a profile.

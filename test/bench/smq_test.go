@@ -146,7 +146,9 @@ func (n *smqNode) profileDuring(name string, seconds int) (wait func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		statements := b.statementsDuring()
 		data, err := n.cpuProfile(b.ctx, seconds)
+		stmts := statements()
 		if err != nil {
 			b.res.note(fmt.Sprintf("CPU profile %q failed: %v", name, err))
 			return
@@ -168,10 +170,43 @@ func (n *smqNode) profileDuring(name string, seconds int) (wait func()) {
 		}
 		areas, cumTop := profileBreakdown(string(cum))
 		b.res.mu.Lock()
-		b.res.profiles = append(b.res.profiles, profile{Name: name, Seconds: seconds, Path: path, Top: trimPprof(string(flat)), Cum: cumTop, Areas: areas})
+		b.res.profiles = append(b.res.profiles, profile{Name: name, Seconds: seconds, Path: path, Top: trimPprof(string(flat)), Cum: cumTop, Areas: areas, Statements: stmts})
 		b.res.mu.Unlock()
 	}()
 	return func() { <-done }
+}
+
+// statementsDuring starts counting the statements of SMQ's database, by
+// resetting pg_stat_statements (only SMQ runs while it is profiled), and
+// returns a function that reads the busiest of them since.
+func (b *bench) statementsDuring() func() []pgStatement {
+	if !b.pgss {
+		return func() []pgStatement { return nil }
+	}
+	if _, err := b.smqDB.Exec(b.ctx, `SELECT pg_stat_statements_reset()`); err != nil {
+		b.res.note(fmt.Sprintf("pg_stat_statements_reset: %v", err))
+		return func() []pgStatement { return nil }
+	}
+	return func() []pgStatement {
+		rows, err := b.smqDB.Query(b.ctx, `SELECT query, calls, rows, total_exec_time FROM pg_stat_statements
+			WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+				AND query NOT LIKE '%pg_stat_statements%'
+			ORDER BY total_exec_time DESC LIMIT 8`)
+		if err != nil {
+			b.res.note(fmt.Sprintf("pg_stat_statements: %v", err))
+			return nil
+		}
+		stmts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (pgStatement, error) {
+			var s pgStatement
+			err := r.Scan(&s.Query, &s.Calls, &s.Rows, &s.TotalMs)
+			s.Query = strings.Join(strings.Fields(s.Query), " ")
+			return s, err
+		})
+		if err != nil {
+			b.res.note(fmt.Sprintf("pg_stat_statements: %v", err))
+		}
+		return stmts
+	}
 }
 
 // profileAreas are the parts of smq whose cumulative share of a profile

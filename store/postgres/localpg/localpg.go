@@ -38,6 +38,10 @@ type Config struct {
 	Fast bool
 	// MaxConnections is max_connections. Defaults to 300.
 	MaxConnections int
+	// StatStatements preloads pg_stat_statements, so that a benchmark can
+	// say which statements took the server's time. Each database that reads
+	// it must CREATE EXTENSION pg_stat_statements.
+	StatStatements bool
 }
 
 // Server is a running (or stopped) local PostgreSQL.
@@ -156,6 +160,9 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	args := []string{"-D", s.dataDir(), "-p", strconv.Itoa(s.cfg.Port), "-c", "listen_addresses=127.0.0.1",
 		"-c", "unix_socket_directories=", "-c", "max_connections=" + strconv.Itoa(s.cfg.MaxConnections)}
+	if s.cfg.StatStatements {
+		args = append(args, "-c", "shared_preload_libraries=pg_stat_statements")
+	}
 	if s.cfg.Fast {
 		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
 	}
