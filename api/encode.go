@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/hex"
 	"encoding/json"
 	"io"
@@ -64,135 +65,148 @@ var (
 )
 
 func (m CreatedMessage) appendJSON(b []byte) ([]byte, error) {
-	var err error
-	b = append(b, `{"message_id":`...)
-	b = appendUUID(b, m.MessageID)
-	b = append(b, `,"channel":`...)
-	b = appendString(b, m.Channel)
-	b = append(b, `,"scheduled_at":`...)
-	if b, err = appendTime(b, m.ScheduledAt); err != nil {
-		return nil, err
-	}
-	b = append(b, `,"created_at":`...)
-	if b, err = appendTime(b, m.CreatedAt); err != nil {
-		return nil, err
-	}
-	return append(b, '}'), nil
+	j := jsonBuf{b: b}
+	j.lit(`{"message_id":`)
+	j.uuid(m.MessageID)
+	j.lit(`,"channel":`)
+	j.str(m.Channel)
+	j.lit(`,"scheduled_at":`)
+	j.time(m.ScheduledAt)
+	j.lit(`,"created_at":`)
+	j.time(m.CreatedAt)
+	j.lit(`}`)
+	return j.done()
 }
 
 func (r BatchResults) appendJSON(b []byte) ([]byte, error) {
-	b = append(b, `{"results":`...)
-	if r.Results == nil {
-		return append(b, "null}"...), nil
-	}
-	b = append(b, '[')
+	j := jsonBuf{b: b}
 	// The results of a batch share their created_at, and often their
 	// scheduled_at.
 	var scheduled, created timeCache
-	for i := range r.Results {
-		if i > 0 {
-			b = append(b, ',')
+	appendList(&j, "results", r.Results, func(j *jsonBuf, r *BatchResult) {
+		j.lit(`{"message_id":`)
+		j.uuid(r.MessageID)
+		j.lit(`,"channel":`)
+		j.str(r.Channel)
+		if r.ScheduledAt != nil {
+			j.lit(`,"scheduled_at":`)
+			j.cachedTime(&scheduled, *r.ScheduledAt)
 		}
-		var err error
-		if b, err = r.Results[i].appendJSON(b, &scheduled, &created); err != nil {
-			return nil, err
+		if r.CreatedAt != nil {
+			j.lit(`,"created_at":`)
+			j.cachedTime(&created, *r.CreatedAt)
 		}
-	}
-	return append(b, "]}"...), nil
-}
-
-func (r *BatchResult) appendJSON(b []byte, scheduled, created *timeCache) ([]byte, error) {
-	var err error
-	b = append(b, `{"message_id":`...)
-	b = appendUUID(b, r.MessageID)
-	b = append(b, `,"channel":`...)
-	b = appendString(b, r.Channel)
-	if r.ScheduledAt != nil {
-		b = append(b, `,"scheduled_at":`...)
-		if b, err = scheduled.append(b, *r.ScheduledAt); err != nil {
-			return nil, err
-		}
-	}
-	if r.CreatedAt != nil {
-		b = append(b, `,"created_at":`...)
-		if b, err = created.append(b, *r.CreatedAt); err != nil {
-			return nil, err
-		}
-	}
-	b = append(b, `,"status":`...)
-	b = appendString(b, r.Status)
-	return append(b, '}'), nil
+		j.lit(`,"status":`)
+		j.str(r.Status)
+		j.lit(`}`)
+	})
+	return j.done()
 }
 
 func (p PollOutputBody) appendJSON(b []byte) ([]byte, error) {
-	b = append(b, `{"messages":`...)
-	if p.Messages == nil {
-		return append(b, "null}"...), nil
-	}
-	b = append(b, '[')
-	for i := range p.Messages {
-		if i > 0 {
-			b = append(b, ',')
+	j := jsonBuf{b: b}
+	appendList(&j, "messages", p.Messages, func(j *jsonBuf, m *PolledMessage) {
+		j.lit(`{"id":`)
+		j.uuid(m.ID)
+		j.lit(`,"channel":`)
+		j.str(m.Channel)
+		j.lit(`,"payload":`)
+		j.raw(m.Payload)
+		j.lit(`,"scheduled_at":`)
+		j.time(m.ScheduledAt)
+		j.lit(`,"status":`)
+		j.str(m.Status)
+		j.lit(`,"acquired_at":`)
+		j.time(m.AcquiredAt)
+		j.lit(`,"retry_count":`)
+		j.int(m.RetryCount)
+		j.lit(`,"attempts":`)
+		j.int(m.Attempts)
+		j.lit(`,"max_attempts":`)
+		j.int(m.MaxAttempts)
+		j.lit(`,"created_at":`)
+		j.time(m.CreatedAt)
+		j.lit(`,"leased_until":`)
+		j.time(m.LeasedUntil)
+		j.lit(`,"receipt":`)
+		j.str(m.Receipt)
+		if m.OriginalChannel != "" {
+			j.lit(`,"original_channel":`)
+			j.str(m.OriginalChannel)
 		}
-		var err error
-		if b, err = p.Messages[i].appendJSON(b); err != nil {
-			return nil, err
+		if m.LastError != "" {
+			j.lit(`,"last_error":`)
+			j.str(m.LastError)
 		}
-	}
-	return append(b, "]}"...), nil
+		if m.UpdatedAt != nil {
+			j.lit(`,"updated_at":`)
+			j.time(*m.UpdatedAt)
+		}
+		j.lit(`}`)
+	})
+	return j.done()
 }
 
-func (m *PolledMessage) appendJSON(b []byte) ([]byte, error) {
-	var err error
-	b = append(b, `{"id":`...)
-	b = appendUUID(b, m.ID)
-	b = append(b, `,"channel":`...)
-	b = appendString(b, m.Channel)
-	b = append(b, `,"payload":`...)
-	if b, err = appendRaw(b, m.Payload); err != nil {
-		return nil, err
+// appendList appends an object whose one field, key, is items, each
+// appended by item: {"key":[…]}, or {"key":null} for a nil slice, as
+// encoding/json writes it.
+func appendList[T any](j *jsonBuf, key string, items []T, item func(*jsonBuf, *T)) {
+	j.lit(`{"`)
+	j.lit(key)
+	j.lit(`":`)
+	if items == nil {
+		j.lit(`null}`)
+		return
 	}
-	b = append(b, `,"scheduled_at":`...)
-	if b, err = appendTime(b, m.ScheduledAt); err != nil {
-		return nil, err
-	}
-	b = append(b, `,"status":`...)
-	b = appendString(b, m.Status)
-	b = append(b, `,"acquired_at":`...)
-	if b, err = appendTime(b, m.AcquiredAt); err != nil {
-		return nil, err
-	}
-	b = append(b, `,"retry_count":`...)
-	b = strconv.AppendInt(b, int64(m.RetryCount), 10)
-	b = append(b, `,"attempts":`...)
-	b = strconv.AppendInt(b, int64(m.Attempts), 10)
-	b = append(b, `,"max_attempts":`...)
-	b = strconv.AppendInt(b, int64(m.MaxAttempts), 10)
-	b = append(b, `,"created_at":`...)
-	if b, err = appendTime(b, m.CreatedAt); err != nil {
-		return nil, err
-	}
-	b = append(b, `,"leased_until":`...)
-	if b, err = appendTime(b, m.LeasedUntil); err != nil {
-		return nil, err
-	}
-	b = append(b, `,"receipt":`...)
-	b = appendString(b, m.Receipt)
-	if m.OriginalChannel != "" {
-		b = append(b, `,"original_channel":`...)
-		b = appendString(b, m.OriginalChannel)
-	}
-	if m.LastError != "" {
-		b = append(b, `,"last_error":`...)
-		b = appendString(b, m.LastError)
-	}
-	if m.UpdatedAt != nil {
-		b = append(b, `,"updated_at":`...)
-		if b, err = appendTime(b, *m.UpdatedAt); err != nil {
-			return nil, err
+	j.lit(`[`)
+	for i := range items {
+		if i > 0 {
+			j.lit(`,`)
 		}
+		item(j, &items[i])
 	}
-	return append(b, '}'), nil
+	j.lit(`]}`)
+}
+
+// jsonBuf appends JSON values to b as encoding/json writes them. The first
+// value that cannot be written (a time past year 9999, a payload that is
+// not JSON) sets err, and done returns it instead of the bytes.
+type jsonBuf struct {
+	b   []byte
+	err error
+}
+
+func (j *jsonBuf) lit(s string)      { j.b = append(j.b, s...) }
+func (j *jsonBuf) uuid(id uuid.UUID) { j.b = appendUUID(j.b, id) }
+func (j *jsonBuf) str(s string)      { j.b = appendString(j.b, s) }
+func (j *jsonBuf) int(n int)         { j.b = strconv.AppendInt(j.b, int64(n), 10) }
+
+func (j *jsonBuf) time(t time.Time) {
+	j.set(appendTime(j.b, t))
+}
+
+func (j *jsonBuf) cachedTime(c *timeCache, t time.Time) {
+	j.set(c.append(j.b, t))
+}
+
+func (j *jsonBuf) raw(r json.RawMessage) {
+	j.set(appendRaw(j.b, r))
+}
+
+// set keeps b, or the first error.
+func (j *jsonBuf) set(b []byte, err error) {
+	if err != nil {
+		j.err = cmp.Or(j.err, err)
+		return
+	}
+	j.b = b
+}
+
+func (j *jsonBuf) done() ([]byte, error) {
+	if j.err != nil {
+		return nil, j.err
+	}
+	return j.b, nil
 }
 
 // appendRaw appends raw as encoding/json writes a json.RawMessage: null

@@ -89,3 +89,31 @@ func TestAppendPolledEmpty(t *testing.T) {
 	requireSameJSON(t, PollOutputBody{Messages: []PolledMessage{}})
 	requireSameJSON(t, PollOutputBody{Messages: []PolledMessage{{}}})
 }
+
+// BenchmarkMarshalPoll100 writes a poll's answer of 100 messages, by
+// jsonFormat and by encoding/json.
+func BenchmarkMarshalPoll100(b *testing.B) {
+	at := time.Date(2026, 11, 25, 12, 0, 0, 123456789, time.UTC)
+	body := PollOutputBody{Messages: make([]PolledMessage, 100)}
+	for i := range body.Messages {
+		body.Messages[i] = PolledMessage{
+			ID: uuid.Must(uuid.NewV7()), Channel: "orders", Payload: json.RawMessage(`{"order":12345,"sku":"A-1"}`),
+			ScheduledAt: at, Status: "ACQUIRED", AcquiredAt: at, Attempts: 1, MaxAttempts: 10, CreatedAt: at,
+			LeasedUntil: at.Add(30 * time.Second), Receipt: "AZL1tH0qfE6aGy88TV5vcAGS9bR9KnxOmhsvPE1eb3A",
+		}
+	}
+	for _, f := range []struct {
+		name   string
+		format huma.Format
+	}{{"appender", jsonFormat}, {"encoding-json", huma.DefaultJSONFormat}} {
+		b.Run(f.name, func(b *testing.B) {
+			var buf bytes.Buffer
+			for b.Loop() {
+				buf.Reset()
+				if err := f.format.Marshal(&buf, body); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
