@@ -26,18 +26,17 @@ func scanNode(row pgx.CollectableRow) (*store.Node, error) {
 // nodes through this Store empties it, so a node shows up at once on the
 // node that registered it, and within the TTL on the others.
 type nodeCache struct {
-	mu     sync.Mutex
-	gen    uint64 // counts writes; a read that spans one is not kept
-	page   [2]int // limit, offset
-	at     time.Time
-	nodes  []*store.Node
-	filled bool
+	mu    sync.Mutex
+	gen   uint64    // counts writes; a read that spans one is not kept
+	page  [2]int    // limit, offset
+	at    time.Time // when nodes was read; zero when there is none
+	nodes []*store.Node
 }
 
 func (c *nodeCache) get(limit, offset int, ttl time.Duration) ([]*store.Node, uint64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if !c.filled || c.page != [2]int{limit, offset} || time.Since(c.at) >= ttl {
+	if c.at.IsZero() || c.page != [2]int{limit, offset} || time.Since(c.at) >= ttl {
 		return nil, c.gen, false
 	}
 	return cloneNodes(c.nodes), c.gen, true
@@ -48,7 +47,7 @@ func (c *nodeCache) put(limit, offset int, gen uint64, at time.Time, nodes []*st
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.gen == gen {
-		c.page, c.at, c.nodes, c.filled = [2]int{limit, offset}, at, cloneNodes(nodes), true
+		c.page, c.at, c.nodes = [2]int{limit, offset}, at, cloneNodes(nodes)
 	}
 }
 
@@ -57,7 +56,7 @@ func (c *nodeCache) wrote() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.gen++
-	c.nodes, c.filled = nil, false
+	c.at, c.nodes = time.Time{}, nil
 }
 
 func cloneNodes(nodes []*store.Node) []*store.Node {
