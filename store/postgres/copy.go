@@ -30,18 +30,16 @@ func newCopyRows(sizeHint int) *copyRows {
 // row starts a row of n fields.
 func (c *copyRows) row(n int) { c.b = binary.BigEndian.AppendUint16(c.b, uint16(n)) }
 
-// bytes is a bytea or text field (text in binary form is its UTF-8 bytes).
-func (c *copyRows) bytes(v []byte) {
+// varlen appends a field of v's bytes: bytea, text (whose binary form is
+// its UTF-8 bytes) or uuid (its 16 bytes).
+func varlen[T string | []byte](c *copyRows, v T) {
 	c.b = binary.BigEndian.AppendUint32(c.b, uint32(len(v)))
 	c.b = append(c.b, v...)
 }
 
-func (c *copyRows) text(v string) {
-	c.b = binary.BigEndian.AppendUint32(c.b, uint32(len(v)))
-	c.b = append(c.b, v...)
-}
-
-func (c *copyRows) uuid(v [16]byte) { c.bytes(v[:]) }
+func (c *copyRows) bytes(v []byte)  { varlen(c, v) }
+func (c *copyRows) text(v string)   { varlen(c, v) }
+func (c *copyRows) uuid(v [16]byte) { varlen(c, v[:]) }
 
 func (c *copyRows) int4(v int32) {
 	c.b = binary.BigEndian.AppendUint32(c.b, 4)

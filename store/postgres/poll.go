@@ -9,7 +9,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/smq/smq/schema"
 	"github.com/smq/smq/store"
 )
 
@@ -220,8 +219,8 @@ func (s *Store) pollRegion(ctx context.Context, p *store.MessagePollParams, regi
 	return msgs, nil
 }
 
-// lease runs a statement that leases messages and returns them. On
-// PostgreSQL its commit does not wait for the WAL to reach the disk
+// lease runs a statement that leases messages and returns them. Where the
+// dialect allows it (Dialect.AsyncLease: PostgreSQL), its commit does not wait for the WAL to reach the disk
 // (synchronous_commit off, for this transaction only): a lease lost in a
 // database crash leaves the message as it was before the poll, to be leased
 // again, which at-least-once delivery allows, just as it allows a lease to
@@ -234,7 +233,7 @@ func (s *Store) pollRegion(ctx context.Context, p *store.MessagePollParams, regi
 // so PostgreSQL runs them in one implicit transaction and the setting ends
 // with it (TestLeaseCommitsWithoutWaitingForTheDisk checks both).
 func (s *Store) lease(ctx context.Context, sql string, args ...any) ([]*store.Message, error) {
-	if s.dialect.Name != schema.Postgres {
+	if !s.dialect.AsyncLease {
 		return collectMessages(s.pool.Query(ctx, sql, args...))
 	}
 	b := &pgx.Batch{}

@@ -98,13 +98,17 @@ type Dialect struct {
 	// sub-select by (see lockedRows): ctid on PostgreSQL, id on
 	// CockroachDB, which has no ctid.
 	RowID string
+	// AsyncLease tells whether a lease may commit without waiting for the
+	// disk (see Store.lease): PostgreSQL's synchronous_commit, set for the
+	// lease's transaction alone. CockroachDB has no such setting.
+	AsyncLease bool
 }
 
 // DialectFor returns the dialect named name.
 func DialectFor(name string) (Dialect, error) {
 	switch name {
 	case schema.Postgres:
-		return Dialect{Name: name, RegionType: "text", Listen: true, Copy: true, RowID: "ctid"}, nil
+		return Dialect{Name: name, RegionType: "text", Listen: true, Copy: true, RowID: "ctid", AsyncLease: true}, nil
 	case schema.Cockroach:
 		return Dialect{Name: name, RegionType: "crdb_internal_region", Listen: false, RowID: "id"}, nil
 	}
