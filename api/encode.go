@@ -211,22 +211,20 @@ func (j *jsonBuf) done() ([]byte, error) {
 
 // appendRaw appends raw as encoding/json writes a json.RawMessage: null
 // when nil, else compacted, and an error when it is not JSON. A payload
-// without whitespace (most are) only needs checking, which is cheaper.
+// without whitespace (most are) that is valid JSON is already compact, and
+// checking it is cheaper than compacting it.
 func appendRaw(b []byte, raw json.RawMessage) ([]byte, error) {
 	if raw == nil {
 		return append(b, "null"...), nil
 	}
-	if bytes.ContainsAny(raw, " \t\r\n") {
-		out := bytes.NewBuffer(b)
-		if err := json.Compact(out, raw); err != nil {
-			return nil, err
-		}
-		return out.Bytes(), nil
+	if !bytes.ContainsAny(raw, " \t\r\n") && json.Valid(raw) {
+		return append(b, raw...), nil
 	}
-	if !json.Valid(raw) {
-		return nil, &json.SyntaxError{}
+	out := bytes.NewBuffer(b)
+	if err := json.Compact(out, raw); err != nil {
+		return nil, err
 	}
-	return append(b, raw...), nil
+	return out.Bytes(), nil
 }
 
 // timeCache remembers the last time it appended to a buffer, and where.
