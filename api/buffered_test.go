@@ -15,7 +15,7 @@ import (
 func (b *pgBundle) flush(t *testing.T, buf store.Buffer) {
 	t.Helper()
 	for batch := buf.Next(1000); batch != nil; batch = buf.Next(1000) {
-		_, err := b.st.MessageInsertMany(t.Context(), &store.MessageInsertManyParams{Messages: batch.Messages, Node: "n1", Seq: batch.Seq})
+		_, err := b.st.MessageInsertMany(t.Context(), &store.MessageInsertManyParams{Messages: batch.Messages, Node: "n1", Seq: batch.Seq, Seqs: batch.Seqs})
 		require.NoError(t, err)
 		require.NoError(t, buf.Commit(t.Context(), batch))
 	}

@@ -62,6 +62,8 @@ type Buffer interface {
 // Batch is a run of buffered messages taken by Next.
 type Batch struct {
 	Messages []*Message
+	// Seqs[i] is the sequence of Messages[i], in ascending order.
+	Seqs []uint64
 	// Seq is the highest sequence in the batch; every live record up to it
 	// is in the batch.
 	Seq uint64

@@ -185,6 +185,15 @@ type MessageInsertManyParams struct {
 	// the database up to sequence Seq (see FlushMark).
 	Node string
 	Seq  uint64
+	// Seqs, required with Node, holds each message's sequence in the
+	// node's buffer. A message at or below the node's flush mark is not
+	// inserted: the database had it once, and may since have delivered and
+	// deleted it, so inserting it again would deliver it twice. The mark is
+	// read and locked in the insert's own transaction, so a flush retried
+	// while an earlier attempt's commit is still on its way (the client
+	// gave up on it, the database did not) waits for that commit and skips
+	// what it wrote.
+	Seqs []uint64
 }
 
 // MessageInsertManyResult tells what an insert did with each message.

@@ -164,6 +164,12 @@ func testBuffer(t *testing.T, open opener) {
 		b := buf.Next(4)
 		require.NotNil(t, b)
 		require.Equal(t, ids(msgs[:4]), ids(b.Messages))
+		// Each message's sequence, ascending, the last one the watermark.
+		require.Len(t, b.Seqs, 4)
+		for i := 1; i < len(b.Seqs); i++ {
+			require.Greater(t, b.Seqs[i], b.Seqs[i-1], "%v", b.Seqs)
+		}
+		require.Equal(t, b.Seq, b.Seqs[3])
 		require.Nil(t, buf.Next(100), "only one batch may be in flight")
 
 		// Records appended while a batch is in flight come after it.
@@ -180,6 +186,8 @@ func testBuffer(t *testing.T, open opener) {
 		require.NotNil(t, b2)
 		require.Equal(t, ids(append(msgs[4:], late)), ids(b2.Messages))
 		require.Greater(t, b2.Seq, b.Seq)
+		require.Greater(t, b2.Seqs[0], b.Seq)
+		require.Equal(t, b2.Seq, b2.Seqs[len(b2.Seqs)-1])
 		require.NoError(t, buf.Commit(ctx, b2))
 		require.Nil(t, buf.Next(100))
 		require.Equal(t, 0, buf.Stats().Depth)

@@ -88,7 +88,11 @@ func (c FlusherConfig) validate() error {
 // Flusher moves a buffer's records to the database, in batches whose
 // watermark the database records with them, so a crash between the
 // database's commit and the buffer's Commit duplicates nothing: the next
-// run first discards what the watermark says the database has.
+// run first discards what the watermark says the database has. The sink
+// checks the watermark again inside each flush's transaction (see
+// store.MessageInsertManyParams.Seqs): a flush that failed on the client's
+// side may still be committing on the database's when the reconcile reads
+// the mark.
 type Flusher struct {
 	buf  store.Buffer
 	sink Sink
@@ -250,6 +254,7 @@ func (f *Flusher) flush(ctx context.Context) (int, error) {
 		Messages: b.Messages,
 		Node:     f.cfg.Node,
 		Seq:      b.Seq,
+		Seqs:     b.Seqs,
 	})
 	if err == nil {
 		err = f.buf.Commit(ctx, b)

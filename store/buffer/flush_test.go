@@ -47,7 +47,7 @@ func (s *fakeSink) MessageInsertMany(_ context.Context, p *store.MessageInsertMa
 		}
 	}()
 	call := len(s.calls)
-	s.calls = append(s.calls, store.MessageInsertManyParams{Messages: p.Messages, Node: p.Node, Seq: p.Seq})
+	s.calls = append(s.calls, store.MessageInsertManyParams{Messages: p.Messages, Node: p.Node, Seq: p.Seq, Seqs: p.Seqs})
 	if s.before != nil {
 		if err := s.before(call); err != nil {
 			return nil, err

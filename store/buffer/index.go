@@ -309,7 +309,8 @@ func (ix *index) next(limit int) *store.Batch {
 	if ix.inflight != nil || limit <= 0 {
 		return nil
 	}
-	b := store.Batch{Messages: make([]*store.Message, 0, min(limit, ix.depth))}
+	n := min(limit, ix.depth)
+	b := store.Batch{Messages: make([]*store.Message, 0, n), Seqs: make([]uint64, 0, n)}
 	for r := ix.order.front; r != nil && len(b.Messages) < limit; r = r.next {
 		// Stopping at a busy record keeps the watermark exact: every live
 		// record up to b.Seq is in the batch.
@@ -317,6 +318,7 @@ func (ix *index) next(limit int) *store.Batch {
 			break
 		}
 		b.Messages = append(b.Messages, r.msg)
+		b.Seqs = append(b.Seqs, r.seq)
 		b.Seq = r.seq
 	}
 	if len(b.Messages) == 0 {

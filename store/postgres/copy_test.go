@@ -39,7 +39,7 @@ func TestInsertManyByCopy(t *testing.T) {
 
 	now, later := newMessage("now", time.Now().Add(-time.Second)), newMessage("later", time.Now().Add(time.Hour))
 	later.Region = "us"
-	res, err := s.MessageInsertMany(ctx, &store.MessageInsertManyParams{Messages: []*store.Message{now, later}, Node: "n1", Seq: 42})
+	res, err := s.MessageInsertMany(ctx, &store.MessageInsertManyParams{Messages: []*store.Message{now, later}, Node: "n1", Seq: 42, Seqs: []uint64{41, 42}})
 	require.NoError(t, err)
 	require.Equal(t, 2, res.Inserted)
 
@@ -69,15 +69,17 @@ func TestInsertManyByCopy(t *testing.T) {
 		}
 	}
 
-	// The same rows again with a new one: the COPY fails on the ids, the
-	// INSERT fallback writes only the new row and still raises the mark.
+	// The same ids again above the mark (not a retried flush, which the
+	// mark filters: ids stored some other way) with a new one: the COPY
+	// fails on the ids, the INSERT fallback writes only the new row and
+	// still raises the mark.
 	fresh := newMessage("later", time.Now().Add(time.Hour))
-	res, err = s.MessageInsertMany(ctx, &store.MessageInsertManyParams{Messages: []*store.Message{now, later, fresh}, Node: "n1", Seq: 43})
+	res, err = s.MessageInsertMany(ctx, &store.MessageInsertManyParams{Messages: []*store.Message{now, later, fresh}, Node: "n1", Seq: 45, Seqs: []uint64{43, 44, 45}})
 	require.NoError(t, err)
 	require.Equal(t, 1, res.Inserted)
 	mark, err = s.FlushMark(ctx, "n1")
 	require.NoError(t, err)
-	require.Equal(t, uint64(43), mark)
+	require.Equal(t, uint64(45), mark)
 }
 
 // TestCopyWritesWhatInsertWrites flushes the same messages by COPY (whose
@@ -110,7 +112,7 @@ func TestCopyWritesWhatInsertWrites(t *testing.T) {
 		msgs = append(msgs, m)
 	}
 	for _, s := range []*postgres.Store{byCopy, byInsert} {
-		res, err := s.MessageInsertMany(ctx, &store.MessageInsertManyParams{Messages: msgs, Node: "n1", Seq: 7})
+		res, err := s.MessageInsertMany(ctx, &store.MessageInsertManyParams{Messages: msgs, Node: "n1", Seq: 7, Seqs: seqsUpTo(7, len(msgs))})
 		require.NoError(t, err)
 		require.Equal(t, len(msgs), res.Inserted)
 	}
@@ -157,9 +159,9 @@ func BenchmarkInsertMany(b *testing.B) {
 						msgs[i] = newMessage("bench", time.Now().Add(time.Hour))
 						msgs[i].Payload = []byte(`{"n":1,"text":"hello world"}`)
 					}
-					seq++
+					seq += uint64(batch)
 					b.StartTimer()
-					if _, err := s.MessageInsertMany(ctx, &store.MessageInsertManyParams{Messages: msgs, Node: "bench", Seq: seq}); err != nil {
+					if _, err := s.MessageInsertMany(ctx, &store.MessageInsertManyParams{Messages: msgs, Node: "bench", Seq: seq, Seqs: seqsUpTo(seq, batch)}); err != nil {
 						b.Fatal(err)
 					}
 				}
@@ -276,4 +278,87 @@ func TestPollClaimsDuePending(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, store.StatusPending, got.Status, m.Channel)
 	}
+}
+
+// seqsUpTo returns the n buffer sequences that end at last, as a batch of
+// a flush numbers its messages.
+func seqsUpTo(last uint64, n int) []uint64 {
+	seqs := make([]uint64, n)
+	for i := range seqs {
+		seqs[i] = last - uint64(n-1-i)
+	}
+	return seqs
+}
+
+// TestFlushSkipsWhatTheMarkHas retries flushes as a flusher does when it
+// cannot tell whether its last one committed, by COPY and by INSERT. A
+// message the database had, then delivered and deleted, must not come back:
+// inserting it again would deliver it twice. And a flush waits for a
+// transaction that holds its node's mark, then skips what that one wrote.
+func TestFlushSkipsWhatTheMarkHas(t *testing.T) {
+	for _, mode := range []struct {
+		name    string
+		copyMin int
+	}{{"copy", 1}, {"insert", -1}} {
+		t.Run(mode.name, func(t *testing.T) {
+			ctx := context.Background()
+			s := openWith(t, postgres.Options{Region: "eu", CopyMin: mode.copyMin})
+			flush := func(seqs []uint64, msgs ...*store.Message) int {
+				t.Helper()
+				res, err := s.MessageInsertMany(ctx, &store.MessageInsertManyParams{Messages: msgs, Node: "n1", Seq: seqs[len(seqs)-1], Seqs: seqs})
+				require.NoError(t, err)
+				return res.Inserted
+			}
+			a, b, c, d := newMessage("c", time.Now()), newMessage("c", time.Now()), newMessage("c", time.Now()), newMessage("c", time.Now())
+			require.Equal(t, 3, flush([]uint64{11, 12, 13}, a, b, c))
+			require.NoError(t, s.MessageDelete(ctx, b.ID)) // delivered and acked, say
+
+			// The same batch again, grown by one record.
+			require.Equal(t, 1, flush([]uint64{11, 12, 13, 14}, a, b, c, d))
+			_, err := s.MessageGet(ctx, b.ID)
+			require.ErrorIs(t, err, store.ErrNotFound, "a flushed message, since deleted, was inserted again")
+			for _, m := range []*store.Message{a, c, d} {
+				_, err := s.MessageGet(ctx, m.ID)
+				require.NoError(t, err)
+			}
+			// All of it below the mark: nothing to write, and no error.
+			require.Equal(t, 0, flush([]uint64{11, 12, 13, 14}, a, b, c, d))
+			mark, err := s.FlushMark(ctx, "n1")
+			require.NoError(t, err)
+			require.EqualValues(t, 14, mark)
+
+			// A transaction of another attempt holds the mark, raised to 20,
+			// and has not committed yet: the next flush waits for it.
+			tx, err := s.Pool().Begin(ctx)
+			require.NoError(t, err)
+			defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+			_, err = tx.Exec(ctx, `UPDATE flush_marks SET seq = 20 WHERE node_id = 'n1'`)
+			require.NoError(t, err)
+			e := newMessage("c", time.Now())
+			done := make(chan int, 1)
+			go func() {
+				res, err := s.MessageInsertMany(ctx, &store.MessageInsertManyParams{Messages: []*store.Message{e}, Node: "n1", Seq: 20, Seqs: []uint64{20}})
+				if err != nil {
+					t.Error(err)
+				}
+				done <- res.Inserted
+			}()
+			select {
+			case n := <-done:
+				t.Fatalf("the flush did not wait for the transaction holding the mark; it inserted %d", n)
+			case <-time.After(300 * time.Millisecond):
+			}
+			require.NoError(t, tx.Commit(ctx))
+			require.Equal(t, 0, <-done, "the flush wrote a message at or below the mark it waited for")
+		})
+	}
+}
+
+// TestFlushNeedsSequences checks that a flush without a sequence for each
+// message is refused, not written without the mark's protection.
+func TestFlushNeedsSequences(t *testing.T) {
+	s := openWith(t, postgres.Options{Region: "eu"})
+	_, err := s.MessageInsertMany(context.Background(), &store.MessageInsertManyParams{
+		Messages: []*store.Message{newMessage("c", time.Now())}, Node: "n1", Seq: 1})
+	require.ErrorContains(t, err, "0 sequences for 1 messages")
 }

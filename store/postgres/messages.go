@@ -69,10 +69,13 @@ func (s *Store) MessageInsertMany(ctx context.Context, p *store.MessageInsertMan
 	if n == 0 && p.Node == "" {
 		return res, nil
 	}
+	if p.Node != "" && len(p.Seqs) != n {
+		return nil, fmt.Errorf("insert of a flush: %d sequences for %d messages", len(p.Seqs), n)
+	}
 	if s.dialect.Copy && s.opts.CopyMin > 0 && n >= s.opts.CopyMin && !slices.ContainsFunc(p.Messages, func(m *store.Message) bool { return m.DedupKey != "" }) {
-		err := s.copyMany(ctx, p)
+		inserted, err := s.copyMany(ctx, p)
 		if err == nil {
-			res.Inserted = n
+			res.Inserted = inserted
 			return res, nil
 		}
 		// An id already in the table (not expected: ids are made at ingest
@@ -100,7 +103,20 @@ var copySQL = `COPY messages (` + strings.Join(copyColumns, ", ") + `) FROM STDI
 // copyMany writes p by COPY in a transaction with the channels and the
 // watermark, and wakes the channels and regions it fed. A due message is
 // READY by this node's clock.
-func (s *Store) copyMany(ctx context.Context, p *store.MessageInsertManyParams) error {
+func (s *Store) copyMany(ctx context.Context, p *store.MessageInsertManyParams) (int, error) {
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
+	msgs := p.Messages
+	if p.Node != "" {
+		var mark int64
+		if err := tx.QueryRow(ctx, flushLockSQL, p.Node).Scan(&mark); err != nil {
+			return 0, err
+		}
+		msgs = unflushed(p, mark)
+	}
 	now := time.Now()
 	// The (status, channel, region) triples the batch feeds, for the
 	// channels table and the wake-ups.
@@ -109,8 +125,8 @@ func (s *Store) copyMany(ctx context.Context, p *store.MessageInsertManyParams) 
 		channel, region string
 	}
 	targets := map[target]bool{}
-	rows := newCopyRows(len(p.Messages) * 160)
-	for _, m := range p.Messages {
+	rows := newCopyRows(len(msgs) * 160)
+	for _, m := range msgs {
 		status := store.StatusPending
 		if !m.ScheduledAt.After(now) {
 			status = store.StatusReady
@@ -133,13 +149,10 @@ func (s *Store) copyMany(ctx context.Context, p *store.MessageInsertManyParams) 
 		rows.text(region)
 		targets[target{status, m.Channel, region}] = true
 	}
-	tx, err := s.pool.Begin(ctx)
-	if err != nil {
-		return err
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
-	if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(rows.done()), copySQL); err != nil {
-		return err
+	if len(msgs) > 0 {
+		if _, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(rows.done()), copySQL); err != nil {
+			return 0, err
+		}
 	}
 	var names, wake []string
 	for t := range targets {
@@ -149,18 +162,44 @@ func (s *Store) copyMany(ctx context.Context, p *store.MessageInsertManyParams) 
 	slices.Sort(names) // a fixed order, so concurrent flushes cannot deadlock on channels
 	names = slices.Compact(names)
 	b := &pgx.Batch{}
-	b.Queue(`INSERT INTO channels (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, names)
+	if len(names) > 0 {
+		b.Queue(`INSERT INTO channels (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, names)
+	}
 	if p.Node != "" {
 		b.Queue(flushMarkSQL, p.Node, int64(p.Seq))
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
-		return err
+		return 0, err
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return err
+		return 0, err
 	}
 	s.notify(ctx, wake)
-	return nil
+	return len(msgs), nil
+}
+
+// flushLockSQL reads a node's flush watermark ($1 node) and locks it for
+// the rest of the transaction, making the row first if the node has none.
+// A flush takes it before it writes anything, so flushes of one node run
+// one after the other, and each sees what the one before it committed:
+// the upsert waits for a transaction that holds the row and then reads its
+// latest version, whatever the statement's snapshot.
+const flushLockSQL = `INSERT INTO flush_marks (node_id, seq, updated_at) VALUES ($1, 0, now())
+	ON CONFLICT (node_id) DO UPDATE SET seq = flush_marks.seq
+	RETURNING seq`
+
+// unflushed returns the messages of p above the flush mark.
+func unflushed(p *store.MessageInsertManyParams, mark int64) []*store.Message {
+	if len(p.Seqs) == 0 || int64(p.Seqs[0]) > mark {
+		return p.Messages // the usual case: the mark is below the batch
+	}
+	var msgs []*store.Message
+	for i, m := range p.Messages {
+		if int64(p.Seqs[i]) > mark {
+			msgs = append(msgs, m)
+		}
+	}
+	return msgs
 }
 
 // flushMarkSQL raises a node's flush watermark ($1 node, $2 seq).
@@ -201,7 +240,22 @@ func (s *Store) insertMany(ctx context.Context, p *store.MessageInsertManyParams
 	slices.Sort(names) // a fixed order, so concurrent flushes cannot deadlock on channels
 	names = slices.Compact(names)
 
+	// The batch runs as one implicit transaction. A flush's first locks its
+	// node's mark, and its insert then skips what is at or below it, as
+	// copyMany does.
 	b := &pgx.Batch{}
+	args := []any{ids, channels, payloads, scheduled, maxAtt, created, regions, dedup}
+	seqArg, seqCol, unflushed := "", "", ""
+	if p.Node != "" {
+		b.Queue(flushLockSQL, p.Node)
+		seqs := make([]int64, n)
+		for i, seq := range p.Seqs {
+			seqs[i] = int64(seq)
+		}
+		args = append(args, seqs, p.Node)
+		seqArg, seqCol = `, $9::int8[]`, `, seq`
+		unflushed = `WHERE t.seq > (SELECT seq FROM flush_marks WHERE node_id = $10)`
+	}
 	inserted := map[uuid.UUID]bool{}
 	var wake []string
 	if n > 0 {
@@ -210,11 +264,12 @@ func (s *Store) insertMany(ctx context.Context, p *store.MessageInsertManyParams
 			SELECT id, channel, payload, CASE WHEN scheduled_at <= now() THEN 'READY' ELSE 'PENDING' END,
 				scheduled_at, max_attempts, created_at, now(), region::`+s.dialect.RegionType+`, NULLIF(dedup_key, '')
 			FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::timestamptz[], $5::int4[],
-				$6::timestamptz[], $7::text[], $8::text[])
-				AS t(id, channel, payload, scheduled_at, max_attempts, created_at, region, dedup_key)
+				$6::timestamptz[], $7::text[], $8::text[]`+seqArg+`)
+				AS t(id, channel, payload, scheduled_at, max_attempts, created_at, region, dedup_key`+seqCol+`)
+			`+unflushed+`
 			ON CONFLICT DO NOTHING
 			RETURNING m.id, m.channel, m.status, m.region::text`,
-			ids, channels, payloads, scheduled, maxAtt, created, regions, dedup).Query(func(rows pgx.Rows) error {
+			args...).Query(func(rows pgx.Rows) error {
 			var (
 				id                      uuid.UUID
 				channel, status, region string

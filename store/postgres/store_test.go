@@ -116,7 +116,7 @@ func TestFlushMark(t *testing.T) {
 	mark, err := b.store.FlushMark(b.ctx, "node-1")
 	require.NoError(t, err)
 	require.Zero(t, mark)
-	_, err = b.store.MessageInsertMany(b.ctx, &store.MessageInsertManyParams{Node: "node-1", Seq: 42,
+	_, err = b.store.MessageInsertMany(b.ctx, &store.MessageInsertManyParams{Node: "node-1", Seq: 42, Seqs: []uint64{42},
 		Messages: []*store.Message{newMessage("a", time.Now())}})
 	require.NoError(t, err)
 	mark, err = b.store.FlushMark(b.ctx, "node-1")
