@@ -65,15 +65,26 @@ func (s *Store) MessagePoll(ctx context.Context, p *store.MessagePollParams) ([]
 	region := cmp.Or(p.Region, s.opts.Region)
 	msgs, err := s.pollLocal(ctx, p, region)
 	if err != nil {
-		return msgs, err
+		return nil, err
 	}
 	if len(msgs) < p.Max && (p.Subsidize || len(msgs) == 0) {
 		more, err := s.pollRegion(ctx, p, region, false, p.Max-len(msgs))
 		if err != nil {
-			return msgs, err
+			return s.leased(msgs, err)
 		}
 		msgs = append(msgs, more...)
 	}
+	return msgs, nil
+}
+
+// leased returns what a poll leased before a later query of it failed:
+// those leases are committed, so failing the poll would leave them to
+// expire undelivered. With nothing leased, the error is the poll's.
+func (s *Store) leased(msgs []*store.Message, err error) ([]*store.Message, error) {
+	if len(msgs) == 0 {
+		return nil, err
+	}
+	s.opts.Logger.Warn("poll: delivering what was leased before a query failed", "leased", len(msgs), "err", err)
 	return msgs, nil
 }
 
@@ -176,7 +187,7 @@ func (s *Store) leaseLocal(ctx context.Context, p *store.MessagePollParams, regi
 	if len(msgs) < limit {
 		due, err := s.claimDue(ctx, p, region, limit-len(msgs))
 		if err != nil {
-			return msgs, err
+			return s.leased(msgs, err)
 		}
 		msgs = append(msgs, due...)
 	}

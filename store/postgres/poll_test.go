@@ -190,3 +190,31 @@ func TestLeaseCommitsWithoutWaitingForTheDisk(t *testing.T) {
 	require.NoError(t, s.Pool().QueryRow(ctx, `SHOW synchronous_commit`).Scan(&mode))
 	require.Equal(t, "on", mode)
 }
+
+// TestPollKeepsWhatItLeased makes the second query of a poll fail (the one
+// that leases due PENDING messages, after the READY ones were leased): the
+// poll must still deliver the READY message it leased, not fail and leave
+// that lease to expire undelivered.
+func TestPollKeepsWhatItLeased(t *testing.T) {
+	ctx := context.Background()
+	s := openWith(t, postgres.Options{Region: "eu"})
+	ready, pending := newMessage("jobs", time.Now().Add(-time.Minute)), newMessage("jobs", time.Now().Add(-time.Minute))
+	_, err := s.MessageInsertMany(ctx, &store.MessageInsertManyParams{Messages: []*store.Message{ready, pending}})
+	require.NoError(t, err)
+	_, err = s.Pool().Exec(ctx, `UPDATE messages SET status = CASE WHEN id = $1 THEN 'READY' ELSE 'PENDING' END`, ready.ID)
+	require.NoError(t, err)
+	_, err = s.Pool().Exec(ctx, `CREATE FUNCTION refuse_claim() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN RAISE EXCEPTION 'no claims today'; END $$;
+		CREATE TRIGGER refuse_claim BEFORE UPDATE ON messages
+			FOR EACH ROW WHEN (OLD.status = 'PENDING' AND NEW.status = 'ACQUIRED') EXECUTE FUNCTION refuse_claim()`)
+	require.NoError(t, err)
+
+	got, err := s.MessagePoll(ctx, &store.MessagePollParams{Channel: "jobs", Max: 10, Visibility: time.Hour, Region: "eu"})
+	require.NoError(t, err)
+	require.Len(t, got, 1)
+	require.Equal(t, ready.ID, got[0].ID)
+
+	// With nothing leased, the failure is the poll's.
+	_, err = s.MessagePoll(ctx, &store.MessagePollParams{Channel: "jobs", Max: 10, Visibility: time.Hour, Region: "eu"})
+	require.ErrorContains(t, err, "no claims today")
+}
