@@ -192,7 +192,8 @@ type MessageInsertManyParams struct {
 	// read and locked in the insert's own transaction, so a flush retried
 	// while an earlier attempt's commit is still on its way (the client
 	// gave up on it, the database did not) waits for that commit and skips
-	// what it wrote.
+	// what it wrote. It takes a node's flushes to commit in sequence order,
+	// as they do: a buffer has one batch in flight at a time.
 	Seqs []uint64
 }
 
