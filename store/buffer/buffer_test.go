@@ -350,6 +350,19 @@ func testBuffer(t *testing.T, open opener) {
 		require.Equal(t, 3, buf.Stats().Depth)
 	})
 
+	t.Run("DiscardRaisesTheNextSeq", func(t *testing.T) {
+		// A mark ahead of the buffer's numbering (this node id's mark from
+		// a run whose clock was ahead): what is appended next is numbered
+		// above it, or every flush would skip it.
+		buf := open(t, capacity{})
+		mark := uint64(time.Now().Add(time.Hour).UnixNano())
+		require.NoError(t, buf.Discard(ctx, mark))
+		require.NoError(t, buf.Append(ctx, newMessages(2)))
+		b := buf.Next(10)
+		require.Len(t, b.Seqs, 2)
+		require.Greater(t, b.Seqs[0], mark)
+	})
+
 	t.Run("DiscardWaitsForBatchInFlight", func(t *testing.T) {
 		buf := open(t, capacity{})
 		msgs := newMessages(2)

@@ -380,9 +380,13 @@ func (ix *index) release(b *store.Batch) {
 // discard drops every record with seq ≤ seq. It takes them as a batch in
 // flight (waiting for the batch of Next to end and for busy records to
 // settle), so Delete and Update wait for it as for a flush and then find
-// the records gone.
+// the records gone. The memory buffer's next seq rises above seq, as the
+// WAL's does: a flush skips what is at or below its node's mark, so a
+// record numbered there (a restart with the same node id after the clock
+// went back) would never reach the database.
 func (ix *index) discard(ctx context.Context, seq uint64, drop func([]*record) error) error {
 	ix.mu.Lock()
+	ix.nextSeq = max(ix.nextSeq, seq+1)
 	for ix.inflight != nil || ix.busyUpToLocked(seq) {
 		changed := ix.changed
 		ix.mu.Unlock()
