@@ -262,6 +262,100 @@ func TestScheduleKeepsUpWithAStream(t *testing.T) {
 	})
 }
 
+// slowPasses makes every promotion and recovery pass take a while, and
+// notes when the loop last heartbeated as each pass began.
+type slowPasses struct {
+	store.Store
+	acts *activities.Activities
+	loop string
+	mu   sync.Mutex
+	seen []time.Time // guarded by mu
+}
+
+func (s *slowPasses) note() {
+	s.mu.Lock()
+	s.seen = append(s.seen, s.acts.Status()[s.loop].LastHeartbeat)
+	s.mu.Unlock()
+	time.Sleep(60 * time.Millisecond)
+}
+
+func (s *slowPasses) MessagePromote(ctx context.Context, p *store.MessagePromoteParams) (*store.Promoted, error) {
+	s.note()
+	return s.Store.MessagePromote(ctx, p)
+}
+
+func (s *slowPasses) MessageRecover(ctx context.Context, p *store.MessageRecoverParams) (*store.Recovered, error) {
+	s.note()
+	return s.Store.MessageRecover(ctx, p)
+}
+
+// heartbeatsWithin checks that the loop heartbeated while a backlog of
+// passes ran: between its second pass and its last.
+func (s *slowPasses) heartbeatsWithin(t *testing.T, passes int) {
+	t.Helper()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	require.GreaterOrEqual(t, len(s.seen), passes)
+	require.True(t, s.seen[passes-1].After(s.seen[1]), "no heartbeat while a backlog of %d passes ran: %v", passes, s.seen)
+}
+
+// TestBacklogsHeartbeat gives the scheduler and the janitor backlogs of ten
+// passes, each pass slower than the heartbeat interval: the activities
+// must heartbeat between passes, or a backlog longer than the heartbeat
+// timeout (a million due messages) would have Temporal time them out.
+func TestBacklogsHeartbeat(t *testing.T) {
+	const n, limit = 1000, 100
+	t.Run("schedule", func(t *testing.T) {
+		b := setup(t)
+		slow := &slowPasses{Store: b.store, acts: b.acts, loop: activities.LoopScheduler}
+		b.acts.Store = slow
+		b.acts.Config.PromoteLimit = limit
+		msgs := make([]*store.Message, n)
+		for i := range msgs {
+			msgs[i] = message(time.Now().Add(-time.Minute))
+		}
+		b.insert(t, msgs...)
+		_, err := b.store.Pool().Exec(b.ctx, `UPDATE messages SET status = 'PENDING'`)
+		require.NoError(t, err)
+		wait := start[activities.ScheduleResult](t, b.env, b.acts.Schedule, activities.ScheduleInput{Region: "eu", RunFor: time.Minute})
+		require.Eventually(t, func() bool {
+			var pending int
+			require.NoError(t, b.store.Pool().QueryRow(b.ctx, `SELECT count(*) FROM messages WHERE status = 'PENDING'`).Scan(&pending))
+			return pending == 0
+		}, 20*time.Second, 10*time.Millisecond)
+		close(b.stop)
+		res, err := wait()
+		require.NoError(t, err)
+		require.Equal(t, int64(n), res.Promoted)
+		slow.heartbeatsWithin(t, n/limit)
+	})
+	t.Run("sweep", func(t *testing.T) {
+		b := setup(t)
+		slow := &slowPasses{Store: b.store, acts: b.acts, loop: activities.LoopJanitor}
+		b.acts.Store = slow
+		b.acts.Config.RecoverLimit = limit
+		msgs := make([]*store.Message, n)
+		for i := range msgs {
+			msgs[i] = message(time.Now().Add(-time.Minute))
+		}
+		b.insert(t, msgs...)
+		_, err := b.store.Pool().Exec(b.ctx, `UPDATE messages SET status = 'ACQUIRED', lease_token = gen_random_uuid(),
+			attempts = 1, acquired_at = now() - interval '1 minute', leased_until = now() - interval '1 second'`)
+		require.NoError(t, err)
+		wait := start[activities.SweepResult](t, b.env, b.acts.Sweep, activities.SweepInput{Region: "eu", RunFor: time.Minute, Interval: time.Minute})
+		require.Eventually(t, func() bool {
+			var leased int
+			require.NoError(t, b.store.Pool().QueryRow(b.ctx, `SELECT count(*) FROM messages WHERE status = 'ACQUIRED'`).Scan(&leased))
+			return leased == 0
+		}, 20*time.Second, 10*time.Millisecond)
+		close(b.stop)
+		res, err := wait()
+		require.NoError(t, err)
+		require.Equal(t, int64(n), res.Retried)
+		slow.heartbeatsWithin(t, n/limit)
+	})
+}
+
 func TestScheduleHeartbeatsWhileIdle(t *testing.T) {
 	b := setup(t)
 	wait := start[activities.ScheduleResult](t, b.env, b.acts.Schedule, activities.ScheduleInput{Region: "eu", RunFor: time.Minute})

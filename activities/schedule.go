@@ -73,7 +73,7 @@ func (a *Activities) Schedule(ctx context.Context, in ScheduleInput) (ScheduleRe
 	spin := time.Duration(0)
 	for !r.over() {
 		before := res.Promoted
-		next, err := a.promote(ctx, region, limit, &res)
+		next, err := a.promote(ctx, region, limit, &res, func() { r.beat(false) })
 		if err != nil {
 			if ctx.Err() != nil {
 				break
@@ -126,8 +126,10 @@ func (a *Activities) Schedule(ctx context.Context, in ScheduleInput) (ScheduleRe
 }
 
 // promote runs promotion passes until one makes fewer than limit messages
-// ready, and returns the region's next due time (zero when none).
-func (a *Activities) promote(ctx context.Context, region string, limit int, res *ScheduleResult) (time.Time, error) {
+// ready, and returns the region's next due time (zero when none). beat is
+// called after each pass: a backlog of a million due messages takes longer
+// to promote than the activity's heartbeat timeout.
+func (a *Activities) promote(ctx context.Context, region string, limit int, res *ScheduleResult, beat func()) (time.Time, error) {
 	for {
 		p, err := a.Store.MessagePromote(ctx, &store.MessagePromoteParams{Region: region, Limit: limit})
 		if err != nil {
@@ -143,6 +145,7 @@ func (a *Activities) promote(ctx context.Context, region string, limit int, res 
 				a.OnPromoted(*p)
 			}
 		}
+		beat()
 		if p.Count < limit || ctx.Err() != nil {
 			return p.NextDue, nil
 		}

@@ -71,9 +71,10 @@ func (a *Activities) Sweep(ctx context.Context, in SweepInput) (SweepResult, err
 
 	for !r.over() {
 		next := a.now().Add(interval)
-		err := a.sweep(ctx, region, limit, staleAfter, cfg.Backoff, &res)
+		beat := func() { r.beat(false) }
+		err := a.sweep(ctx, region, limit, staleAfter, cfg.Backoff, &res, beat)
 		if err == nil {
-			err = a.takeOver(ctx, region, limit, grace, cfg.Backoff, &res)
+			err = a.takeOver(ctx, region, limit, grace, cfg.Backoff, &res, beat)
 		}
 		if err != nil {
 			if ctx.Err() != nil {
@@ -96,10 +97,11 @@ func (a *Activities) Sweep(ctx context.Context, in SweepInput) (SweepResult, err
 }
 
 // sweep runs recovery passes until one handles fewer than limit leases,
-// then marks silent nodes stale.
-func (a *Activities) sweep(ctx context.Context, region string, limit int, staleAfter time.Duration, backoff store.Backoff, res *SweepResult) error {
+// then marks silent nodes stale. beat is called after each pass, as in
+// promote.
+func (a *Activities) sweep(ctx context.Context, region string, limit int, staleAfter time.Duration, backoff store.Backoff, res *SweepResult, beat func()) error {
 	res.Passes++
-	retried, dead, err := a.recover(ctx, region, limit, backoff)
+	retried, dead, err := a.recover(ctx, region, limit, backoff, beat)
 	res.Retried += retried
 	res.DeadLettered += dead
 	if err != nil {
@@ -118,7 +120,7 @@ func (a *Activities) sweep(ctx context.Context, region string, limit int, staleA
 
 // recover runs recovery passes over region until one handles fewer than
 // limit leases.
-func (a *Activities) recover(ctx context.Context, region string, limit int, backoff store.Backoff) (retried, dead int64, err error) {
+func (a *Activities) recover(ctx context.Context, region string, limit int, backoff store.Backoff, beat func()) (retried, dead int64, err error) {
 	for {
 		rec, err := a.Store.MessageRecover(ctx, &store.MessageRecoverParams{Region: region, Limit: limit, Backoff: backoff})
 		if err != nil {
@@ -126,6 +128,7 @@ func (a *Activities) recover(ctx context.Context, region string, limit int, back
 		}
 		retried += int64(rec.Retried)
 		dead += int64(rec.DeadLettered)
+		beat()
 		if rec.Retried+rec.DeadLettered < limit || ctx.Err() != nil {
 			return retried, dead, nil
 		}
@@ -135,20 +138,20 @@ func (a *Activities) recover(ctx context.Context, region string, limit int, back
 // takeOver promotes and recovers the messages of the regions whose nodes
 // have all been silent for grace, and of regions that hold messages but no
 // node at all (their nodes all left and deregistered).
-func (a *Activities) takeOver(ctx context.Context, region string, limit int, grace time.Duration, backoff store.Backoff, res *SweepResult) error {
+func (a *Activities) takeOver(ctx context.Context, region string, limit int, grace time.Duration, backoff store.Backoff, res *SweepResult, beat func()) error {
 	orphans, err := a.orphanRegions(ctx, region, grace)
 	if err != nil {
 		return err
 	}
 	res.Orphans = orphans
 	for _, o := range orphans {
-		retried, dead, err := a.recover(ctx, o, limit, backoff)
+		retried, dead, err := a.recover(ctx, o, limit, backoff, beat)
 		res.TakenOver += retried + dead
 		if err != nil {
 			return err
 		}
 		var p ScheduleResult
-		_, err = a.promote(ctx, o, limit, &p)
+		_, err = a.promote(ctx, o, limit, &p, beat)
 		res.TakenOver += p.Promoted
 		if err != nil {
 			return err
