@@ -245,7 +245,7 @@ func (s *Store) insertMany(ctx context.Context, p *store.MessageInsertManyParams
 	// copyMany does.
 	b := &pgx.Batch{}
 	args := []any{ids, channels, payloads, scheduled, maxAtt, created, regions, dedup}
-	seqArg, seqCol, unflushed := "", "", ""
+	seqArg, seqCol, aboveMark := "", "", ""
 	if p.Node != "" {
 		b.Queue(flushLockSQL, p.Node)
 		seqs := make([]int64, n)
@@ -254,7 +254,7 @@ func (s *Store) insertMany(ctx context.Context, p *store.MessageInsertManyParams
 		}
 		args = append(args, seqs, p.Node)
 		seqArg, seqCol = `, $9::int8[]`, `, seq`
-		unflushed = `WHERE t.seq > (SELECT seq FROM flush_marks WHERE node_id = $10)`
+		aboveMark = `WHERE t.seq > (SELECT seq FROM flush_marks WHERE node_id = $10)`
 	}
 	inserted := map[uuid.UUID]bool{}
 	var wake []string
@@ -266,7 +266,7 @@ func (s *Store) insertMany(ctx context.Context, p *store.MessageInsertManyParams
 			FROM unnest($1::uuid[], $2::text[], $3::bytea[], $4::timestamptz[], $5::int4[],
 				$6::timestamptz[], $7::text[], $8::text[]`+seqArg+`)
 				AS t(id, channel, payload, scheduled_at, max_attempts, created_at, region, dedup_key`+seqCol+`)
-			`+unflushed+`
+			`+aboveMark+`
 			ON CONFLICT DO NOTHING
 			RETURNING m.id, m.channel, m.status, m.region::text`,
 			args...).Query(func(rows pgx.Rows) error {
