@@ -2,7 +2,9 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"log"
 	"log/slog"
 	"net"
 	"os"
@@ -155,8 +157,20 @@ func (s *TemporalServer) Start(ctx context.Context) error {
 	}
 	bin := filepath.Join(dir, "temporald")
 	// The port may linger for a moment after a kill; the start is retried.
+	// So is a server that exits before it is ready, up to twice: one of the
+	// ports it chose for its own services may have been bound by someone
+	// else before it bound it, and it picks others on its next start.
+	exits := 0
 	for attempt := 0; attempt < 20; attempt++ {
-		if err = s.startOnce(ctx, bin); err == nil || !strings.Contains(err.Error(), "is taken") {
+		err = s.startOnce(ctx, bin)
+		switch {
+		case err == nil:
+			return nil
+		case strings.Contains(err.Error(), "is taken"):
+		case errors.Is(err, errExited) && exits < 2:
+			exits++
+			log.Printf("harness: temporal exited before it was ready; starting it again: %v", err)
+		default:
 			return err
 		}
 		select {
@@ -175,22 +189,28 @@ func (s *TemporalServer) startOnce(ctx context.Context, bin string) error {
 		return err
 	}
 	s.p = p
-	err = waitFor(ctx, 2*time.Minute, 20*time.Millisecond, func() (bool, error) {
+	// Not waitFor: a server that exited is not waited for.
+	deadline := time.Now().Add(2 * time.Minute)
+	for err == nil {
 		out := readFrom(s.logPath, before)
-		if strings.Contains(out, "temporald ready") {
-			return true, nil
+		switch {
+		case strings.Contains(out, "temporald ready"):
+			return nil
+		case p.exited():
+			err = fmt.Errorf("%w: %s", errExited, exitReason(out))
+		case time.Now().After(deadline):
+			err = errors.New("not ready within 2m0s")
+		default:
+			select {
+			case <-ctx.Done():
+				err = ctx.Err()
+			case <-time.After(20 * time.Millisecond):
+			}
 		}
-		if p.exited() {
-			return false, fmt.Errorf("%w: %s", errExited, lastLine(out))
-		}
-		return false, nil
-	})
-	if err != nil {
-		p.kill()
-		s.p = nil
-		return fmt.Errorf("start temporal on %s: %w", s.addr, err)
 	}
-	return nil
+	p.kill()
+	s.p = nil
+	return fmt.Errorf("start temporal on %s: %w", s.addr, err)
 }
 
 // Stop stops the server gracefully and waits for it to exit.
@@ -279,4 +299,15 @@ func lastLine(s string) string {
 		return s[i+1:]
 	}
 	return s
+}
+
+// exitReason is what a server's log says of why it exited: its panic's
+// message when it panicked (the log's last line is then a stack frame), or
+// its last line.
+func exitReason(out string) string {
+	if i := strings.LastIndex(out, "panic: "); i >= 0 {
+		line, _, _ := strings.Cut(out[i:], "\n")
+		return line
+	}
+	return lastLine(out)
 }

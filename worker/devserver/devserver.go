@@ -31,6 +31,8 @@ import (
 	"go.temporal.io/server/common/primitives"
 	sqliteschema "go.temporal.io/server/schema/sqlite"
 	"go.temporal.io/server/temporal"
+
+	"github.com/smq/smq/store/postgres/localpg"
 )
 
 // Default addresses: those of `temporal server start-dev`, so that
@@ -104,7 +106,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	// The server's other services (history, matching, worker) and the
 	// frontend's HTTP API listen on free ports of the same IP; port 0 of
 	// the frontend or the UI asks for one too.
-	ports, err := freePorts(ip, 6)
+	ports, err := localpg.FreePorts(ip, 6)
 	if err != nil {
 		return nil, err
 	}
@@ -305,21 +307,6 @@ func checkPort(what, addr string) (string, int, error) {
 		return "", 0, fmt.Errorf("temporal %s port %d is taken (is another `smq dev` or `temporal server start-dev` running?): %w", what, port, err)
 	}
 	return host, port, l.Close()
-}
-
-// freePorts returns n distinct ports of ip that are free now: all are held
-// open together while they are picked, so none is picked twice.
-func freePorts(ip string, n int) ([]int, error) {
-	ports := make([]int, n)
-	for i := range ports {
-		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-		if err != nil {
-			return nil, fmt.Errorf("free port: %w", err)
-		}
-		defer l.Close()
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-	}
-	return ports, nil
 }
 
 // waitListening waits until addr accepts TCP connections.

@@ -12,6 +12,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -247,12 +248,64 @@ func (s *Server) URL(db string) string {
 	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", s.cfg.Port, db)
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that nothing listens on now.
+// FreePort returns a TCP port on 127.0.0.1 that nothing listens on now
+// (see FreePorts).
 func FreePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ports, err := FreePorts("127.0.0.1", 1)
 	if err != nil {
 		return 0, err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	return ports[0], nil
+}
+
+// FreePorts returns n distinct TCP ports of ip that nothing listens on now,
+// for servers that bind them a moment later. They are taken below the
+// kernel's range of ephemeral ports (ip_local_port_range), where no
+// outgoing connection can take one in that moment: a port the kernel hands
+// a port-0 listener comes from that range, and once the listener closes any
+// connect() may be given it (an embedded Temporal server, which binds its
+// ports a second or two after choosing them, then failed to start). Where
+// the range cannot be read, or leaves too little room below it, the kernel
+// picks.
+func FreePorts(ip string, n int) ([]int, error) {
+	const lowest = 10000
+	top := ephemeralLow()
+	var listeners []net.Listener
+	defer func() {
+		for _, l := range listeners {
+			_ = l.Close()
+		}
+	}()
+	for tries := 0; top-lowest >= 1000 && len(listeners) < n && tries < 100*n; tries++ {
+		port := lowest + rand.IntN(top-lowest)
+		if l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port))); err == nil {
+			listeners = append(listeners, l)
+		}
+	}
+	for len(listeners) < n {
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+		if err != nil {
+			return nil, fmt.Errorf("free port: %w", err)
+		}
+		listeners = append(listeners, l)
+	}
+	ports := make([]int, n)
+	for i, l := range listeners {
+		ports[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	return ports, nil
+}
+
+// ephemeralLow is the lowest port the kernel gives outgoing connections,
+// or 0 when it cannot tell.
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	var lo, hi int
+	if _, err := fmt.Sscan(string(b), &lo, &hi); err != nil {
+		return 0
+	}
+	return lo
 }
