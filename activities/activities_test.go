@@ -306,23 +306,10 @@ func (s *slowPasses) heartbeatsWithin(t *testing.T, passes int) {
 func TestBacklogsHeartbeat(t *testing.T) {
 	const n, limit = 1000, 100
 	t.Run("schedule", func(t *testing.T) {
-		b := setup(t)
-		slow := &slowPasses{Store: b.store, acts: b.acts, loop: activities.LoopScheduler}
-		b.acts.Store = slow
+		b, slow := backlog(t, n, activities.LoopScheduler, `UPDATE messages SET status = 'PENDING'`)
 		b.acts.Config.PromoteLimit = limit
-		msgs := make([]*store.Message, n)
-		for i := range msgs {
-			msgs[i] = message(time.Now().Add(-time.Minute))
-		}
-		b.insert(t, msgs...)
-		_, err := b.store.Pool().Exec(b.ctx, `UPDATE messages SET status = 'PENDING'`)
-		require.NoError(t, err)
 		wait := start[activities.ScheduleResult](t, b.env, b.acts.Schedule, activities.ScheduleInput{Region: "eu", RunFor: time.Minute})
-		require.Eventually(t, func() bool {
-			var pending int
-			require.NoError(t, b.store.Pool().QueryRow(b.ctx, `SELECT count(*) FROM messages WHERE status = 'PENDING'`).Scan(&pending))
-			return pending == 0
-		}, 20*time.Second, 10*time.Millisecond)
+		b.waitNone(t, store.StatusPending)
 		close(b.stop)
 		res, err := wait()
 		require.NoError(t, err)
@@ -330,30 +317,45 @@ func TestBacklogsHeartbeat(t *testing.T) {
 		slow.heartbeatsWithin(t, n/limit)
 	})
 	t.Run("sweep", func(t *testing.T) {
-		b := setup(t)
-		slow := &slowPasses{Store: b.store, acts: b.acts, loop: activities.LoopJanitor}
-		b.acts.Store = slow
-		b.acts.Config.RecoverLimit = limit
-		msgs := make([]*store.Message, n)
-		for i := range msgs {
-			msgs[i] = message(time.Now().Add(-time.Minute))
-		}
-		b.insert(t, msgs...)
-		_, err := b.store.Pool().Exec(b.ctx, `UPDATE messages SET status = 'ACQUIRED', lease_token = gen_random_uuid(),
+		b, slow := backlog(t, n, activities.LoopJanitor, `UPDATE messages SET status = 'ACQUIRED', lease_token = gen_random_uuid(),
 			attempts = 1, acquired_at = now() - interval '1 minute', leased_until = now() - interval '1 second'`)
-		require.NoError(t, err)
+		b.acts.Config.RecoverLimit = limit
 		wait := start[activities.SweepResult](t, b.env, b.acts.Sweep, activities.SweepInput{Region: "eu", RunFor: time.Minute, Interval: time.Minute})
-		require.Eventually(t, func() bool {
-			var leased int
-			require.NoError(t, b.store.Pool().QueryRow(b.ctx, `SELECT count(*) FROM messages WHERE status = 'ACQUIRED'`).Scan(&leased))
-			return leased == 0
-		}, 20*time.Second, 10*time.Millisecond)
+		b.waitNone(t, store.StatusAcquired)
 		close(b.stop)
 		res, err := wait()
 		require.NoError(t, err)
 		require.Equal(t, int64(n), res.Retried)
 		slow.heartbeatsWithin(t, n/limit)
 	})
+}
+
+// backlog sets up a bundle whose store's passes are slow (slowPasses,
+// watching loop), holding n due messages that the statement set puts in
+// the state under test.
+func backlog(t *testing.T, n int, loop, set string) (*bundle, *slowPasses) {
+	t.Helper()
+	b := setup(t)
+	slow := &slowPasses{Store: b.store, acts: b.acts, loop: loop}
+	b.acts.Store = slow
+	msgs := make([]*store.Message, n)
+	for i := range msgs {
+		msgs[i] = message(time.Now().Add(-time.Minute))
+	}
+	b.insert(t, msgs...)
+	_, err := b.store.Pool().Exec(b.ctx, set)
+	require.NoError(t, err)
+	return b, slow
+}
+
+// waitNone waits until no message is in status.
+func (b *bundle) waitNone(t *testing.T, status store.Status) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		var left int
+		require.NoError(t, b.store.Pool().QueryRow(b.ctx, `SELECT count(*) FROM messages WHERE status = $1`, string(status)).Scan(&left))
+		return left == 0
+	}, 20*time.Second, 10*time.Millisecond)
 }
 
 func TestScheduleHeartbeatsWhileIdle(t *testing.T) {
