@@ -3,6 +3,7 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/smq/smq/store"
+	"github.com/smq/smq/store/buffer"
 	"github.com/smq/smq/store/postgres"
 	"github.com/smq/smq/test/pgtest"
 )
@@ -361,4 +363,88 @@ func TestFlushNeedsSequences(t *testing.T) {
 	_, err := s.MessageInsertMany(context.Background(), &store.MessageInsertManyParams{
 		Messages: []*store.Message{newMessage("c", time.Now())}, Node: "n1", Seq: 1})
 	require.ErrorContains(t, err, "0 sequences for 1 messages")
+}
+
+// TestFlushCancelledMidCommit replays what happens when the flush activity
+// reaches a node: the worker cancels the node's in-process flush, perhaps
+// while its commit is on its way, and the activity's run flushes at once.
+// pgx gives up on the commit when the context ends and sends a cancel
+// request, which a commit already writing its WAL record does not heed:
+// PostgreSQL finishes it. Here a deferred trigger holds the commit for a
+// second and ignores the cancel, as such a commit does. Meanwhile the
+// next run reads the old mark and flushes the same batch again, and a
+// consumer acks one of its messages as soon as the first commit shows. That
+// message must not come back. (Before the flush locked its mark, the second
+// run's COPY failed on the ids of the first, and its row-by-row INSERT, held
+// here for 300 ms, put the acked message back: this test failed.)
+func TestFlushCancelledMidCommit(t *testing.T) {
+	ctx := context.Background()
+	s := openWith(t, postgres.Options{Region: "eu", CopyMin: 1, Logger: slog.New(slog.DiscardHandler)})
+	_, err := s.Pool().Exec(ctx, `CREATE TABLE slow_commits (n int); INSERT INTO slow_commits VALUES (1);
+		CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+		DECLARE
+			deadline timestamptz := clock_timestamp() + interval '1 s';
+		BEGIN
+			IF (SELECT n FROM slow_commits) > 0 THEN
+				UPDATE slow_commits SET n = n - 1;
+				WHILE clock_timestamp() < deadline LOOP
+					BEGIN
+						PERFORM pg_sleep(0.05);
+					EXCEPTION WHEN query_canceled THEN
+						NULL;
+					END;
+				END LOOP;
+			END IF;
+			RETURN NULL;
+		END $$;
+		CREATE CONSTRAINT TRIGGER slow_commit AFTER INSERT OR UPDATE ON flush_marks
+			DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION slow_commit();
+		CREATE FUNCTION slow_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF current_query() ILIKE 'INSERT INTO messages%' THEN
+				PERFORM pg_sleep(0.3);
+			END IF;
+			RETURN NULL;
+		END $$;
+		CREATE TRIGGER slow_insert BEFORE INSERT ON messages FOR EACH STATEMENT EXECUTE FUNCTION slow_insert()`)
+	require.NoError(t, err)
+
+	buf := buffer.NewMemory(buffer.MemoryConfig{})
+	msgs := make([]*store.Message, 10)
+	for i := range msgs {
+		msgs[i] = newMessage("c", time.Now())
+	}
+	require.NoError(t, buf.Append(ctx, msgs))
+	f := buffer.NewFlusher(buf, s, buffer.FlusherConfig{Node: "n1", Logger: slog.New(slog.DiscardHandler)})
+	count := func() (n int) {
+		require.NoError(t, s.Pool().QueryRow(ctx, `SELECT count(*) FROM messages`).Scan(&n))
+		return n
+	}
+
+	// The in-process flush, cancelled while its commit sleeps.
+	ctx1, cancel1 := context.WithCancel(ctx)
+	done1 := make(chan error, 1)
+	go func() { done1 <- f.Run(ctx1, nil) }()
+	require.Eventually(t, func() bool {
+		var sleeping int
+		require.NoError(t, s.Pool().QueryRow(ctx, `SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'`).Scan(&sleeping))
+		return sleeping > 0
+	}, 10*time.Second, 2*time.Millisecond, "the first flush's commit never began")
+	cancel1()
+	require.ErrorIs(t, <-done1, context.Canceled)
+	require.Zero(t, count(), "the first commit is still on its way")
+
+	// The activity's run, at once; an ack as soon as the first commit shows.
+	ctx2, cancel2 := context.WithCancel(ctx)
+	done2 := make(chan error, 1)
+	go func() { done2 <- f.Run(ctx2, nil) }()
+	require.Eventually(t, func() bool { return count() == len(msgs) }, 10*time.Second, 2*time.Millisecond)
+	require.NoError(t, s.MessageDelete(ctx, msgs[0].ID))
+	require.Eventually(t, func() bool { return buf.Stats().Depth == 0 }, 10*time.Second, 5*time.Millisecond)
+	cancel2()
+	require.ErrorIs(t, <-done2, context.Canceled)
+
+	_, err = s.MessageGet(ctx, msgs[0].ID)
+	require.ErrorIs(t, err, store.ErrNotFound, "an acked message came back")
+	require.Equal(t, len(msgs)-1, count())
 }
