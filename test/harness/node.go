@@ -171,7 +171,7 @@ func (n *NodeProc) startOnce() error {
 	hc := &http.Client{Timeout: 2 * time.Second}
 	err = waitFor(context.Background(), n.opts.ReadyTimeout, 20*time.Millisecond, func() (bool, error) {
 		if p.exited() {
-			return false, fmt.Errorf("%w (%v): %s", errExited, p.err, lastLine(readFrom(n.logPath, before)))
+			return false, fmt.Errorf("%w (%v): %s", errExited, p.err, exitReason(readFrom(n.logPath, before)))
 		}
 		resp, err := hc.Get("http://" + addr + "/readyz")
 		if err != nil {

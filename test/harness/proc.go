@@ -122,7 +122,9 @@ func WaitFor(t testing.TB, timeout, interval time.Duration, what string, cond fu
 	}
 }
 
-// waitFor is WaitFor returning an error.
+// waitFor is WaitFor returning an error. An error of cond that wraps
+// errExited ends the wait at once: a process that exited will not become
+// ready.
 func waitFor(ctx context.Context, timeout, interval time.Duration, cond func() (bool, error)) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -131,6 +133,9 @@ func waitFor(ctx context.Context, timeout, interval time.Duration, cond func() (
 		ok, err := cond()
 		if ok {
 			return nil
+		}
+		if errors.Is(err, errExited) {
+			return err
 		}
 		if err != nil {
 			last = err
@@ -147,3 +152,14 @@ func waitFor(ctx context.Context, timeout, interval time.Duration, cond func() (
 }
 
 var errExited = errors.New("process exited")
+
+// exitReason is what a process's log says of why it exited: its panic's
+// message when it panicked (the log's last line is then a stack frame), or
+// its last line.
+func exitReason(out string) string {
+	if i := strings.LastIndex(out, "panic: "); i >= 0 {
+		line, _, _ := strings.Cut(out[i:], "\n")
+		return line
+	}
+	return lastLine(out)
+}

@@ -189,24 +189,18 @@ func (s *TemporalServer) startOnce(ctx context.Context, bin string) error {
 		return err
 	}
 	s.p = p
-	// Not waitFor: a server that exited is not waited for.
-	deadline := time.Now().Add(2 * time.Minute)
-	for err == nil {
+	err = waitFor(ctx, 2*time.Minute, 20*time.Millisecond, func() (bool, error) {
 		out := readFrom(s.logPath, before)
-		switch {
-		case strings.Contains(out, "temporald ready"):
-			return nil
-		case p.exited():
-			err = fmt.Errorf("%w: %s", errExited, exitReason(out))
-		case time.Now().After(deadline):
-			err = errors.New("not ready within 2m0s")
-		default:
-			select {
-			case <-ctx.Done():
-				err = ctx.Err()
-			case <-time.After(20 * time.Millisecond):
-			}
+		if strings.Contains(out, "temporald ready") {
+			return true, nil
 		}
+		if p.exited() {
+			return false, fmt.Errorf("%w: %s", errExited, exitReason(out))
+		}
+		return false, nil
+	})
+	if err == nil {
+		return nil
 	}
 	p.kill()
 	s.p = nil
@@ -299,15 +293,4 @@ func lastLine(s string) string {
 		return s[i+1:]
 	}
 	return s
-}
-
-// exitReason is what a server's log says of why it exited: its panic's
-// message when it panicked (the log's last line is then a stack frame), or
-// its last line.
-func exitReason(out string) string {
-	if i := strings.LastIndex(out, "panic: "); i >= 0 {
-		line, _, _ := strings.Cut(out[i:], "\n")
-		return line
-	}
-	return lastLine(out)
 }
