@@ -308,11 +308,8 @@ func TestBacklogsHeartbeat(t *testing.T) {
 	t.Run("schedule", func(t *testing.T) {
 		b, slow := backlog(t, n, activities.LoopScheduler, `UPDATE messages SET status = 'PENDING'`)
 		b.acts.Config.PromoteLimit = limit
-		wait := start[activities.ScheduleResult](t, b.env, b.acts.Schedule, activities.ScheduleInput{Region: "eu", RunFor: time.Minute})
-		b.waitNone(t, store.StatusPending)
-		close(b.stop)
-		res, err := wait()
-		require.NoError(t, err)
+		res := runThrough[activities.ScheduleResult](t, b, b.acts.Schedule,
+			activities.ScheduleInput{Region: "eu", RunFor: time.Minute}, store.StatusPending)
 		require.Equal(t, int64(n), res.Promoted)
 		slow.heartbeatsWithin(t, n/limit)
 	})
@@ -320,11 +317,8 @@ func TestBacklogsHeartbeat(t *testing.T) {
 		b, slow := backlog(t, n, activities.LoopJanitor, `UPDATE messages SET status = 'ACQUIRED', lease_token = gen_random_uuid(),
 			attempts = 1, acquired_at = now() - interval '1 minute', leased_until = now() - interval '1 second'`)
 		b.acts.Config.RecoverLimit = limit
-		wait := start[activities.SweepResult](t, b.env, b.acts.Sweep, activities.SweepInput{Region: "eu", RunFor: time.Minute, Interval: time.Minute})
-		b.waitNone(t, store.StatusAcquired)
-		close(b.stop)
-		res, err := wait()
-		require.NoError(t, err)
+		res := runThrough[activities.SweepResult](t, b, b.acts.Sweep,
+			activities.SweepInput{Region: "eu", RunFor: time.Minute, Interval: time.Minute}, store.StatusAcquired)
 		require.Equal(t, int64(n), res.Retried)
 		slow.heartbeatsWithin(t, n/limit)
 	})
@@ -348,14 +342,20 @@ func backlog(t *testing.T, n int, loop, set string) (*bundle, *slowPasses) {
 	return b, slow
 }
 
-// waitNone waits until no message is in status.
-func (b *bundle) waitNone(t *testing.T, status store.Status) {
+// runThrough runs the activity fn with in until no message is left in
+// status, stops it and returns its result.
+func runThrough[T any](t *testing.T, b *bundle, fn, in any, status store.Status) T {
 	t.Helper()
+	wait := start[T](t, b.env, fn, in)
 	require.Eventually(t, func() bool {
 		var left int
 		require.NoError(t, b.store.Pool().QueryRow(b.ctx, `SELECT count(*) FROM messages WHERE status = $1`, string(status)).Scan(&left))
 		return left == 0
 	}, 20*time.Second, 10*time.Millisecond)
+	close(b.stop)
+	res, err := wait()
+	require.NoError(t, err)
+	return res
 }
 
 func TestScheduleHeartbeatsWhileIdle(t *testing.T) {
