@@ -51,12 +51,30 @@ func scanMessage(row pgx.Row) (*store.Message, error) {
 	return &m, nil
 }
 
+// collectMessages reads rows of messageCols: by rawMessages where their
+// form allows it, as it does from PostgreSQL and CockroachDB, else by
+// scanMessage.
 func collectMessages(rows pgx.Rows, err error) ([]*store.Message, error) {
 	if err != nil {
 		return nil, mapErr(err)
 	}
-	msgs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*store.Message, error) { return scanMessage(r) })
-	return msgs, mapErr(err)
+	if !rawFields(rows.FieldDescriptions()) {
+		msgs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*store.Message, error) { return scanMessage(r) })
+		return msgs, mapErr(err)
+	}
+	defer rows.Close()
+	var (
+		d    rawMessages
+		msgs []*store.Message
+	)
+	for rows.Next() {
+		m, err := d.message(rows.RawValues())
+		if err != nil {
+			return nil, err
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs, mapErr(rows.Err())
 }
 
 // MessageInsertMany implements store.Store. A large batch without dedup

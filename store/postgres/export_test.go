@@ -1,0 +1,23 @@
+package postgres
+
+import (
+	"github.com/jackc/pgx/v5"
+
+	"github.com/smq/smq/store"
+)
+
+// MessageCols is messageCols, for tests that select messages themselves.
+const MessageCols = messageCols
+
+// CollectMessages is collectMessages; raw says whether the rows' form let
+// it read them by rawMessages, which is read before it reads them.
+func CollectMessages(rows pgx.Rows) (msgs []*store.Message, raw bool, err error) {
+	raw = rawFields(rows.FieldDescriptions())
+	msgs, err = collectMessages(rows, nil)
+	return msgs, raw, err
+}
+
+// ScanMessages reads rows of messageCols with pgx's Scan (scanMessage).
+func ScanMessages(rows pgx.Rows) ([]*store.Message, error) {
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*store.Message, error) { return scanMessage(r) })
+}
