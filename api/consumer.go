@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -261,6 +262,7 @@ func (s *server) poll(ctx context.Context, in *pollInput) (*pollOutput, error) {
 			return nil, s.storeErr(ctx, err, "poll")
 		}
 		if len(msgs) > 0 || in.Wait == 0 {
+			out.Body.Messages = slices.Grow(out.Body.Messages, len(msgs))
 			for _, m := range msgs {
 				out.Body.Messages = append(out.Body.Messages, polledMessage(m))
 			}
