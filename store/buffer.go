@@ -85,6 +85,10 @@ type BufferStats struct {
 	MaxBytes int64
 	// WALBytes is the write-ahead log's size on disk (0 in memory).
 	WALBytes int64
+	// WALSyncs counts the write-ahead log's group writes since it was
+	// opened, each synced to disk (0 in memory): how many creates shared
+	// each fsync is the creates over it.
+	WALSyncs int64
 }
 
 // FlushStats are a flusher's counters.

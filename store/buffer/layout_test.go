@@ -74,6 +74,7 @@ func TestWALEntriesPerAppend(t *testing.T) {
 	entries, commits := w.Entries.Load()-e0, w.Commits.Load()-c0
 	t.Logf("%d concurrent appends in %d entries, %d commits", goroutines*appends, entries, commits)
 	require.Equal(t, commits, entries, "a group commit's appends share one entry")
+	require.Equal(t, w.Commits.Load(), w.Stats().WALSyncs, "the stats count every commit as a sync")
 
 	appendEntries := w.Entries.Load()
 	b := w.Next(10_000)

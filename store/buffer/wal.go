@@ -424,11 +424,12 @@ func (w *WAL) Appended() <-chan struct{} { return w.ix.notify }
 func (w *WAL) Due() <-chan struct{} { return w.ix.due }
 
 // Stats implements store.Buffer. WALBytes is what Badger last measured,
-// refreshed about once a minute.
+// refreshed about once a minute; WALSyncs is Commits.
 func (w *WAL) Stats() store.BufferStats {
 	s := w.ix.stats()
 	lsm, vlog := w.db.Size()
 	s.WALBytes = lsm + vlog
+	s.WALSyncs = w.Commits.Load()
 	return s
 }
 

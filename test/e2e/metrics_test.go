@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -52,6 +53,14 @@ func TestMetrics(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusCreated, resp.StatusCode)
 
+	// A create the WAL takes (no durability=committed): one group write,
+	// synced.
+	buffered := `{"channel":"audit","payload":{"n":3},"delay":"1h"}`
+	resp, err = http.Post(node.URL()+"/v1/message", "application/json", strings.NewReader(buffered))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusCreated, resp.StatusCode)
+
 	resp, err = http.Get(node.URL() + "/metrics")
 	require.NoError(t, err)
 	text, err := io.ReadAll(resp.Body)
@@ -67,8 +76,14 @@ func TestMetrics(t *testing.T) {
 		`smq_buffer_depth `,
 		`smq_flush_batch_size `,
 		`smq_scheduler_lateness_seconds_bucket`,
-		`smq_http_request_duration_seconds_count{code="201",operation="create-message"} 2`,
+		`smq_http_request_duration_seconds_count{code="201",operation="create-message"} 3`,
 	} {
 		require.Contains(t, string(text), want)
 	}
+	_, syncs, ok := strings.Cut(string(text), "\nsmq_wal_syncs_total ")
+	require.True(t, ok, "no smq_wal_syncs_total")
+	syncs, _, _ = strings.Cut(syncs, "\n")
+	n, err := strconv.ParseFloat(syncs, 64)
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, n, 1.0, "the WAL's write of a create is not counted as a sync")
 }
