@@ -326,7 +326,7 @@ func (r *report) w2(m *md) {
 	m.p("")
 	m.p("Callers create back to back for %s each, one message per call. SMQ: single `POST /v1/message` over HTTP (WAL: durable, fsynced before the 201; memory: not durable); River: `Insert`; plain: one `INSERT` each. 429s were retried after 20 ms and are not counted as creates.", w2Duration)
 	m.p("")
-	m.p("SMQ's callers use a minimal HTTP/1.1 client (`test/bench/rawclient_test.go`): one keep-alive connection each, the request written and the response read on the caller's goroutine, as `wrk` does. The load generator shares the two cores with SMQ and PostgreSQL, and net/http's client spends two goroutine hand-offs per request of its own; River and the plain INSERT have no client to pay for. The row *%s* is the same server at 64 callers driven by net/http's client instead.", sysSMQWALStd)
+	m.p("SMQ's callers use a minimal HTTP/1.1 client (`test/bench/rawclient_test.go`): one keep-alive connection each, the request written and the response read on the caller's goroutine, as `wrk` does. The load generator shares the two cores with SMQ and PostgreSQL, and net/http's client spends two goroutine hand-offs per request of its own; River and the plain INSERT have no client to pay for. The row *%s* is the same server at 64 callers driven by net/http's client instead. *Creates per fsync* is how many creates shared each of the WAL's group writes (`smq_wal_syncs_total`).", sysSMQWALStd)
 	m.p("")
 	var rows [][]string
 	for _, sys := range []string{sysSMQWAL, sysSMQWALStd, sysSMQMemory, sysRiver, sysInsert} {
@@ -341,10 +341,14 @@ func (r *report) w2(m *md) {
 			} else {
 				row = append(row, "", "")
 			}
-			rows = append(rows, append(row, cores(t.CPU)...))
+			perSync := ""
+			if t.PerSync > 0 {
+				perSync = fmt.Sprintf("%.1f", t.PerSync)
+			}
+			rows = append(rows, append(append(row, perSync), cores(t.CPU)...))
 		}
 	}
-	m.table(append([]string{"system", "callers", "creates/s", "p50 ms", "p99 ms", "429s", "vs River Insert", "vs plain INSERT"}, coreHeaders...), rows)
+	m.table(append([]string{"system", "callers", "creates/s", "p50 ms", "p99 ms", "429s", "vs River Insert", "vs plain INSERT", "creates per fsync"}, coreHeaders...), rows)
 	m.p(coresNote, r.machine.CPUs)
 	m.p("")
 }

@@ -74,6 +74,9 @@ type tput struct {
 	Latency summary
 	Errors  int // 429s and failures, retried or not counted
 	CPU     cpuSplit
+	// PerSync is how many creates shared each of the WAL's fsyncs (its
+	// smq_wal_syncs_total) in the timed window; 0 where there is no WAL.
+	PerSync float64
 }
 
 type bulkResult struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -67,9 +68,33 @@ func (b *bench) w2SMQRun(n *smqNode, system string, c int, create func(ctx conte
 	if c == 64 && system != sysSMQWALStd {
 		wait = n.profileDuring("w2 "+system+" single creates c=64", int(w2Duration/time.Second))
 	}
+	syncs := func() float64 { return 0 }
+	if system != sysSMQMemory {
+		syncs = func() float64 {
+			v, err := n.metric("smq_wal_syncs_total")
+			b.must(err, "w2 WAL syncs")
+			return v
+		}
+	}
+	// The syncs are counted from the first timed create (closedLoop numbers
+	// the warm-up's from -1 down), so that the warm-up, one caller at a
+	// time, does not count.
+	var (
+		s0   float64
+		once sync.Once
+	)
+	timed := func(ctx context.Context, w, i int) error {
+		if i >= 0 {
+			once.Do(func() { s0 = syncs() })
+		}
+		return create(ctx, w, i)
+	}
 	c0 := b.cpuNow()
-	r, err := closedLoop(b.ctx, c, w2Duration, w2Warm, create)
+	r, err := closedLoop(b.ctx, c, w2Duration, w2Warm, timed)
 	r.CPU = b.cpuSince(c0)
+	if d := syncs() - s0; err == nil && d > 0 {
+		r.PerSync = float64(r.Ops) / d
+	}
 	if wait != nil {
 		wait()
 	}
