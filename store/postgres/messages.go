@@ -51,8 +51,9 @@ func scanMessage(row pgx.Row) (*store.Message, error) {
 	return &m, nil
 }
 
-// collectMessages reads rows of messageCols: by rawMessages where their
-// form allows it, as it does from PostgreSQL and CockroachDB, else by
+// collectMessages reads rows of messageCols: by rawMessages where they
+// come in the types and forms it reads (PostgreSQL's, in a plain query and
+// in a lease's pipeline alike: TestRawMessagesReadsWhatScanReads), else by
 // scanMessage.
 func collectMessages(rows pgx.Rows, err error) ([]*store.Message, error) {
 	if err != nil {
