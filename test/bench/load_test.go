@@ -11,9 +11,11 @@ import (
 
 // closedLoop runs conc callers of op back to back for d, after a warm-up
 // of warm per caller, and returns the throughput and the latency of every
-// call made after the warm-up. A 429 (errBusy) is counted and retried
-// after a short pause; any other error stops the run.
-func closedLoop(ctx context.Context, conc int, d time.Duration, warm int, op func(ctx context.Context, worker, i int) error) (tput, error) {
+// call made after the warm-up. started, when not nil, is called on the
+// caller's goroutine between the warm-up and the timed run. A 429
+// (errBusy) is counted and retried after a short pause; any other error
+// stops the run.
+func closedLoop(ctx context.Context, conc int, d time.Duration, warm int, op func(ctx context.Context, worker, i int) error, started func()) (tput, error) {
 	var (
 		wg       sync.WaitGroup
 		col      collector
@@ -28,6 +30,9 @@ func closedLoop(ctx context.Context, conc int, d time.Duration, warm int, op fun
 				return tput{}, err
 			}
 		}
+	}
+	if started != nil {
+		started()
 	}
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"net/http"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/riverqueue/river"
@@ -29,7 +28,7 @@ func (b *bench) w2Peers() {
 		r, err := closedLoop(b.ctx, c, w2Duration, w2Warm, func(ctx context.Context, _, i int) error {
 			_, err := rc.Insert(ctx, benchArgs{N: i}, &river.InsertOpts{ScheduledAt: time.Now().Add(time.Hour)})
 			return err
-		})
+		}, nil)
 		b.must(err, "w2 river")
 		r.CPU = b.cpuSince(c0)
 		b.setThroughput(sysRiver, c, r)
@@ -40,7 +39,7 @@ func (b *bench) w2Peers() {
 		r, err := closedLoop(b.ctx, c, w2Duration, w2Warm, func(ctx context.Context, _, _ int) error {
 			_, err := b.pgqDB.Exec(ctx, pgqInsert, "w2", time.Now().Add(time.Hour))
 			return err
-		})
+		}, nil)
 		b.must(err, "w2 insert")
 		r.CPU = b.cpuSince(c0)
 		b.setThroughput(sysInsert, c, r)
@@ -76,21 +75,11 @@ func (b *bench) w2SMQRun(n *smqNode, system string, c int, create func(ctx conte
 			return v
 		}
 	}
-	// The syncs are counted from the first timed create (closedLoop numbers
-	// the warm-up's from -1 down), so that the warm-up, one caller at a
-	// time, does not count.
-	var (
-		s0   float64
-		once sync.Once
-	)
-	timed := func(ctx context.Context, w, i int) error {
-		if i >= 0 {
-			once.Do(func() { s0 = syncs() })
-		}
-		return create(ctx, w, i)
-	}
+	// The syncs are counted from the end of the warm-up, which runs one
+	// caller at a time.
+	var s0 float64
 	c0 := b.cpuNow()
-	r, err := closedLoop(b.ctx, c, w2Duration, w2Warm, timed)
+	r, err := closedLoop(b.ctx, c, w2Duration, w2Warm, create, func() { s0 = syncs() })
 	r.CPU = b.cpuSince(c0)
 	if d := syncs() - s0; err == nil && d > 0 {
 		r.PerSync = float64(r.Ops) / d
