@@ -17,7 +17,5 @@ func CollectMessages(rows pgx.Rows) (msgs []*store.Message, raw bool, err error)
 	return msgs, raw, err
 }
 
-// ScanMessages reads rows of messageCols with pgx's Scan (scanMessage).
-func ScanMessages(rows pgx.Rows) ([]*store.Message, error) {
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*store.Message, error) { return scanMessage(r) })
-}
+// ScanMessages is scanMessages: rows of messageCols read with pgx's Scan.
+var ScanMessages = scanMessages

@@ -51,6 +51,11 @@ func scanMessage(row pgx.Row) (*store.Message, error) {
 	return &m, nil
 }
 
+// scanMessages reads rows of messageCols with pgx's Scan.
+func scanMessages(rows pgx.Rows) ([]*store.Message, error) {
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (*store.Message, error) { return scanMessage(r) })
+}
+
 // collectMessages reads rows of messageCols: by rawMessages where they
 // come in the types and forms it reads (PostgreSQL's, in a plain query and
 // in a lease's pipeline alike: TestRawMessagesReadsWhatScanReads), else by
@@ -60,7 +65,7 @@ func collectMessages(rows pgx.Rows, err error) ([]*store.Message, error) {
 		return nil, mapErr(err)
 	}
 	if !rawFields(rows.FieldDescriptions()) {
-		msgs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (*store.Message, error) { return scanMessage(r) })
+		msgs, err := scanMessages(rows)
 		return msgs, mapErr(err)
 	}
 	defer rows.Close()
