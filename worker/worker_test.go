@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/smq/smq/activities"
 	"github.com/smq/smq/store"
 	"github.com/smq/smq/store/postgres"
+	"github.com/smq/smq/store/postgres/localpg"
 	"github.com/smq/smq/test/pgtest"
 	"github.com/smq/smq/worker/devserver"
 	"github.com/smq/smq/workflows"
@@ -44,12 +46,14 @@ func (w tWriter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// freeAddr is a loopback address below the kernel's range for outgoing
+// connections (see localpg.FreePorts): the node dials it while Temporal is
+// down, and a dial to a port in that range can take the port itself.
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	port, err := localpg.FreePort()
 	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 }
 
 func startTemporal(t *testing.T, addr string) *devserver.Server {

@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,6 +27,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.yaml.in/yaml/v3"
+
+	"github.com/smq/smq/store/postgres/localpg"
 )
 
 // repoRoot is the module root, relative to this package.
@@ -278,19 +281,16 @@ func shorten(s string) string {
 	return s
 }
 
-// freeAddr returns a loopback address no one listens on now.
+// freeAddr returns a loopback address no one listens on now, below the
+// kernel's range for outgoing connections (see localpg.FreePorts).
 func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
+	return net.JoinHostPort("127.0.0.1", freePort(t))
 }
 
 func freePort(t *testing.T) string {
-	_, port, err := net.SplitHostPort(freeAddr(t))
+	port, err := localpg.FreePort()
 	require.NoError(t, err)
-	return port
+	return strconv.Itoa(port)
 }
 
 // syncBuffer collects a child's output written from two pipes.

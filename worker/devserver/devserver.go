@@ -17,6 +17,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/google/uuid"
@@ -103,20 +105,6 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
-	// The server's other services (history, matching, worker) and the
-	// frontend's HTTP API listen on free ports of the same IP; port 0 of
-	// the frontend or the UI asks for one too.
-	ports, err := localpg.FreePorts(ip, 6)
-	if err != nil {
-		return nil, err
-	}
-	if grpcPort == 0 {
-		grpcPort = ports[4]
-	}
-	if uiIP != "" && uiPort == 0 {
-		uiPort = ports[5]
-	}
-
 	sqlCfg, err := sqlConfig(cfg.DBFile)
 	if err != nil {
 		return nil, err
@@ -130,27 +118,37 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("create namespace %q: %w", cfg.Namespace, err)
 	}
 
-	grpcAddr := net.JoinHostPort(ip, strconv.Itoa(grpcPort))
-	conf := serverConfig(ip, grpcPort, ports, sqlCfg, clusterName)
-	hosts := map[primitives.ServiceName]static.Hosts{
-		primitives.FrontendService: static.SingleLocalHost(grpcAddr),
-		primitives.HistoryService:  static.SingleLocalHost(net.JoinHostPort(ip, strconv.Itoa(ports[0]))),
-		primitives.MatchingService: static.SingleLocalHost(net.JoinHostPort(ip, strconv.Itoa(ports[1]))),
-		primitives.WorkerService:   static.SingleLocalHost(net.JoinHostPort(ip, strconv.Itoa(ports[2]))),
-	}
-	dyn := dynamicconfig.StaticClient{
-		dynamicconfig.HistoryCacheHostLevelMaxSize.Key():                 8096,
-		dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
-	}
-	srv, err := temporal.NewServer(
-		temporal.WithConfig(conf),
-		temporal.ForServices(temporal.DefaultServices),
-		temporal.WithStaticHosts(hosts),
-		temporal.WithLogger(serverLogger{log: cfg.Logger, level: cfg.LogLevel}),
-		temporal.WithDynamicConfigClient(dyn),
-	)
-	if err != nil {
-		return nil, fmt.Errorf("temporal server: %w", err)
+	// The server's other services (history, matching, worker) and the
+	// frontend's HTTP API listen on free ports of the same IP; port 0 of
+	// the frontend or the UI asks for one too. A port found free can be
+	// taken by another process before the server listens on it, so a
+	// build that fails on a taken port is tried again on other ports.
+	var srv temporal.Server
+	var grpcAddr string
+	uiWant := uiPort
+	for attempt := 1; ; attempt++ {
+		ports, err := freePorts(ip, 6)
+		if err != nil {
+			return nil, err
+		}
+		port := cmp.Or(grpcPort, ports[4])
+		if uiIP != "" {
+			uiPort = cmp.Or(uiWant, ports[5])
+		}
+		grpcAddr = net.JoinHostPort(ip, strconv.Itoa(port))
+		srv, err = newServer(cfg, serverConfig(ip, port, ports, sqlCfg, clusterName), map[primitives.ServiceName]static.Hosts{
+			primitives.FrontendService: static.SingleLocalHost(grpcAddr),
+			primitives.HistoryService:  static.SingleLocalHost(net.JoinHostPort(ip, strconv.Itoa(ports[0]))),
+			primitives.MatchingService: static.SingleLocalHost(net.JoinHostPort(ip, strconv.Itoa(ports[1]))),
+			primitives.WorkerService:   static.SingleLocalHost(net.JoinHostPort(ip, strconv.Itoa(ports[2]))),
+		})
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || attempt == startAttempts {
+			return nil, fmt.Errorf("temporal server: %w", err)
+		}
+		cfg.Logger.Warn("temporal server: a port was taken; trying other ports", "error", err)
 	}
 	if err := srv.Start(); err != nil {
 		return nil, fmt.Errorf("start temporal server: %w", err)
@@ -185,6 +183,41 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("temporal frontend on %s: %w", grpcAddr, err)
 	}
 	return s, nil
+}
+
+// startAttempts bounds the builds of a server whose ports were taken.
+const startAttempts = 3
+
+// freePorts finds the ports a build listens on; a test replaces it.
+var freePorts = localpg.FreePorts
+
+// newServer builds the server. The server logs Fatal where it cannot go on
+// (a listener it cannot open is one) and then goes on, expecting the
+// process to have exited; while it is built, serverLogger turns Fatal into
+// a panic of a *fatalError, returned here as the error.
+func newServer(cfg Config, conf *config.Config, hosts map[primitives.ServiceName]static.Hosts) (srv temporal.Server, err error) {
+	log := serverLogger{log: cfg.Logger, level: cfg.LogLevel, building: new(atomic.Bool)}
+	log.building.Store(true)
+	defer log.building.Store(false)
+	defer func() {
+		switch r := recover().(type) {
+		case nil:
+		case *fatalError:
+			srv, err = nil, r
+		default:
+			panic(r)
+		}
+	}()
+	return temporal.NewServer(
+		temporal.WithConfig(conf),
+		temporal.ForServices(temporal.DefaultServices),
+		temporal.WithStaticHosts(hosts),
+		temporal.WithLogger(log),
+		temporal.WithDynamicConfigClient(dynamicconfig.StaticClient{
+			dynamicconfig.HistoryCacheHostLevelMaxSize.Key():                 8096,
+			dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
+		}),
+	)
 }
 
 // GRPCAddr returns the frontend's address, host:port, for clients.

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +18,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/smq/smq/store/postgres/localpg"
 	"github.com/smq/smq/worker/devserver"
 )
 
@@ -111,4 +114,55 @@ func TestRefusesATakenUIPort(t *testing.T) {
 	_, err = devserver.Start(context.Background(), devserver.Config{GRPCAddr: "127.0.0.1:0", UIAddr: l.Addr().String()})
 	require.ErrorContains(t, err, "temporal ui port")
 	require.ErrorContains(t, err, "is taken")
+}
+
+// takenPort returns a port of 127.0.0.1 that a listener holds until the
+// test ends.
+func takenPort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = l.Close() })
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// A port found free can be taken by another process before the server
+// listens on it. Whichever of the build's ports it is, the build is tried
+// again on other ports and the server comes up.
+func TestBuildsAgainWhenAPortIsTaken(t *testing.T) {
+	for i, service := range []string{"history", "matching", "worker", "frontend HTTP API", "frontend gRPC"} {
+		t.Run(service, func(t *testing.T) {
+			taken := takenPort(t)
+			calls := 0
+			defer devserver.SetFreePorts(func(ip string, n int) ([]int, error) {
+				calls++
+				ports, err := localpg.FreePorts(ip, n)
+				if err == nil && calls == 1 {
+					ports[i] = taken
+				}
+				return ports, err
+			})()
+			s := start(t, devserver.Config{})
+			require.Equal(t, 2, calls, "one build on the taken port, one on free ports")
+			runHello(t, dial(t, s, "default"), "hello-"+strconv.Itoa(i))
+		})
+	}
+}
+
+// Ports that stay taken end in an error, not a panic, after a few builds.
+func TestFailsWhenPortsStayTaken(t *testing.T) {
+	taken := takenPort(t)
+	calls := 0
+	defer devserver.SetFreePorts(func(ip string, n int) ([]int, error) {
+		calls++
+		ports, err := localpg.FreePorts(ip, n)
+		if err == nil {
+			ports[4] = taken
+		}
+		return ports, err
+	})()
+	_, err := devserver.Start(context.Background(), devserver.Config{GRPCAddr: "127.0.0.1:0", UIAddr: devserver.UIOff})
+	require.ErrorIs(t, err, syscall.EADDRINUSE)
+	require.ErrorContains(t, err, strconv.Itoa(taken))
+	require.Equal(t, 3, calls)
 }

@@ -2,10 +2,15 @@ package devserver
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"strings"
+	"sync/atomic"
 
 	"go.temporal.io/server/common/log"
 	"go.temporal.io/server/common/log/tag"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 )
 
 // serverLogger hands the Temporal server's log to slog, dropping what is
@@ -13,6 +18,9 @@ import (
 type serverLogger struct {
 	log   *slog.Logger
 	level slog.Level
+	// building, when set and true, turns Fatal into a panic of a
+	// *fatalError (see newServer).
+	building *atomic.Bool
 }
 
 var _ log.Logger = serverLogger{}
@@ -26,7 +34,46 @@ func (l serverLogger) Error(msg string, tags ...tag.Tag) { l.emit(slog.LevelErro
 // the process down with it.
 func (l serverLogger) DPanic(msg string, tags ...tag.Tag) { l.emit(slog.LevelError, msg, tags) }
 func (l serverLogger) Panic(msg string, tags ...tag.Tag)  { l.emit(slog.LevelError, msg, tags) }
-func (l serverLogger) Fatal(msg string, tags ...tag.Tag)  { l.emit(slog.LevelError, msg, tags) }
+
+func (l serverLogger) Fatal(msg string, tags ...tag.Tag) {
+	if l.building != nil && l.building.Load() {
+		panic(newFatalError(msg, tags))
+	}
+	l.emit(slog.LevelError, msg, tags)
+}
+
+// fatalError is a Fatal line of a server being built.
+type fatalError struct {
+	msg  string
+	tags []tag.Tag
+	err  error // the first tag that holds an error
+}
+
+func newFatalError(msg string, tags []tag.Tag) *fatalError {
+	e := &fatalError{msg: msg, tags: tags}
+	for _, t := range tags {
+		// A tag's Value is the error's text; its zap field holds the error.
+		if z, ok := t.(interface{ Field() zap.Field }); ok && e.err == nil {
+			if f := z.Field(); f.Type == zapcore.ErrorType {
+				e.err, _ = f.Interface.(error)
+			}
+		}
+	}
+	return e
+}
+
+func (e *fatalError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.msg)
+	sep := ": "
+	for _, t := range e.tags {
+		fmt.Fprintf(&b, "%s%s=%v", sep, t.Key(), t.Value())
+		sep = ", "
+	}
+	return b.String()
+}
+
+func (e *fatalError) Unwrap() error { return e.err }
 
 func (l serverLogger) emit(level slog.Level, msg string, tags []tag.Tag) {
 	ctx := context.Background()
