@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"syscall"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/spf13/cobra"
@@ -45,6 +47,9 @@ func devCmd() *cobra.Command {
 
 		if cfg.DatabaseURL == "" {
 			pg, err := localpg.Start(ctx, localpg.Config{Dir: filepath.Join(*data, "pg"), Port: *pgPort})
+			if errors.Is(err, syscall.EADDRINUSE) {
+				return fmt.Errorf("%w (is another `smq dev` running? --pg-port picks another port)", err)
+			}
 			if err != nil {
 				return err
 			}

@@ -45,6 +45,24 @@ func TestDocsAndTemporalUIRenderOffline(t *testing.T) {
 	}
 	dev := startDev(t)
 
+	// A second smq dev, with its own data, on the first one's PostgreSQL
+	// port: it must stop with an error that says so, not use the first
+	// one's server.
+	t.Run("second dev on a taken pg port", func(t *testing.T) {
+		data, err := os.MkdirTemp("", "smq-browser-second-")
+		require.NoError(t, err)
+		require.NoError(t, os.Chmod(data, 0o755))
+		defer os.RemoveAll(data)
+		cmd := exec.Command(dev.bin, "dev", "--data", data, "--pg-port", dev.pgPort, "--http-addr", freeAddr(t),
+			"--temporal-grpc-addr", freeAddr(t), "--temporal-ui-addr", "off")
+		cmd.Env = devEnv()
+		cmd.WaitDelay = time.Minute
+		out, err := cmd.CombinedOutput()
+		require.Error(t, err, "the second smq dev ran:\n%s", out)
+		require.Contains(t, string(out), "port "+dev.pgPort+" is taken")
+		require.Contains(t, string(out), "--pg-port")
+	})
+
 	t.Run("docs", func(t *testing.T) {
 		ops := specOperations(t)
 		// The sidebar lists a tag's operations only while that tag is open,
@@ -171,8 +189,10 @@ func screenshot(t *testing.T, browser, url, name string) {
 
 // devNode is a running `smq dev`.
 type devNode struct {
-	api string // base URL of the API and docs
-	ui  string // base URL of the Temporal UI
+	api    string // base URL of the API and docs
+	ui     string // base URL of the Temporal UI
+	bin    string // the smq binary
+	pgPort string // its PostgreSQL's port
 }
 
 // startDev builds smq and runs `smq dev` on free loopback ports with its
@@ -198,14 +218,7 @@ func startDev(t *testing.T) *devNode {
 	pgPort, httpAddr, grpcAddr, uiAddr := freePort(t), freeAddr(t), freeAddr(t), freeAddr(t)
 	cmd := exec.Command(bin, "dev", "--data", data, "--pg-port", pgPort,
 		"--http-addr", httpAddr, "--temporal-grpc-addr", grpcAddr, "--temporal-ui-addr", uiAddr)
-	// smq refuses SMQ_* variables it does not know (SMQ_WRITE_SCREENSHOTS is
-	// this test's, not the node's), and a developer's own settings must not
-	// point this node elsewhere.
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "SMQ_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
+	cmd.Env = devEnv()
 	logs := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = logs, logs
 	require.NoError(t, cmd.Start())
@@ -225,7 +238,7 @@ func startDev(t *testing.T) *devNode {
 		}
 	})
 
-	node := &devNode{api: "http://" + httpAddr, ui: "http://" + uiAddr}
+	node := &devNode{api: "http://" + httpAddr, ui: "http://" + uiAddr, bin: bin, pgPort: pgPort}
 	start = time.Now()
 	waitFor(t, 2*time.Minute, "smq dev to answer /readyz", func() (bool, string) {
 		select {
@@ -239,6 +252,20 @@ func startDev(t *testing.T) *devNode {
 	})
 	t.Logf("smq dev ready in %s", time.Since(start).Round(time.Millisecond))
 	return node
+}
+
+// devEnv is this process's environment without SMQ_* variables: smq
+// refuses those it does not know (SMQ_WRITE_SCREENSHOTS is this test's, not
+// the node's), and a developer's own settings must not point a node
+// elsewhere.
+func devEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SMQ_") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 // waitFor calls ok until it reports true, failing the test after timeout

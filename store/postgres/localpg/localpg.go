@@ -8,10 +8,12 @@
 package localpg
 
 import (
+	"bytes"
 	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -62,13 +64,6 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, errors.New("localpg: Dir is required")
 	}
 	cfg.MaxConnections = cmp.Or(cfg.MaxConnections, 300)
-	if cfg.Port == 0 {
-		port, err := FreePort()
-		if err != nil {
-			return nil, err
-		}
-		cfg.Port = port
-	}
 	dir, err := filepath.Abs(cfg.Dir)
 	if err != nil {
 		return nil, err
@@ -83,11 +78,28 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := s.initdb(ctx); err != nil {
 		return nil, err
 	}
-	if err := s.Start(ctx); err != nil {
-		return nil, err
+	// A port found free can be taken by another process before the server
+	// binds it; a port picked here is then picked again.
+	pick := cfg.Port == 0
+	for attempt := 1; ; attempt++ {
+		if pick {
+			if s.cfg.Port, err = freePort(); err != nil {
+				return nil, err
+			}
+		}
+		err := s.Start(ctx)
+		if err == nil {
+			return s, nil
+		}
+		if !pick || !errors.Is(err, syscall.EADDRINUSE) || attempt == 3 {
+			return nil, err
+		}
 	}
-	return s, nil
 }
+
+// freePort picks the port of a server started without one; a test
+// replaces it.
+var freePort = FreePort
 
 func postgresUser() (*syscall.Credential, error) {
 	u, err := user.Lookup("postgres")
@@ -124,6 +136,8 @@ func (s *Server) command(ctx context.Context, name string, args ...string) (*exe
 }
 
 func (s *Server) dataDir() string { return filepath.Join(s.cfg.Dir, "data") }
+
+func (s *Server) logPath() string { return filepath.Join(s.cfg.Dir, "postgres.log") }
 
 func (s *Server) initdb(ctx context.Context) error {
 	// The postgres user must be able to reach Dir through its parents.
@@ -172,8 +186,13 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	logFile, err := os.OpenFile(filepath.Join(s.cfg.Dir, "postgres.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logFile, err := os.OpenFile(s.logPath(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
+		return err
+	}
+	logStart, err := logFile.Seek(0, io.SeekEnd)
+	if err != nil {
+		logFile.Close()
 		return err
 	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
@@ -188,25 +207,42 @@ func (s *Server) Start(ctx context.Context) error {
 		close(done)
 	}()
 	s.cmd, s.done = cmd, done
-	if err := s.waitReady(ctx, done); err != nil {
+	if err := s.waitReady(ctx, done, logStart); err != nil {
 		s.stopLocked()
 		return err
 	}
 	return nil
 }
 
-func (s *Server) waitReady(ctx context.Context, exited <-chan struct{}) error {
+// waitReady waits until the server accepts connections, and checks that
+// the server that does is this one: when another holds the port, this one
+// exits, and a connection reaches the other.
+func (s *Server) waitReady(ctx context.Context, exited <-chan struct{}, logStart int64) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
 		conn, err := pgx.Connect(cctx, s.URL("postgres"))
-		cancel()
 		if err == nil {
-			return conn.Close(ctx)
+			var dir string
+			err = conn.QueryRow(cctx, "SELECT current_setting('data_directory')").Scan(&dir)
+			_ = conn.Close(ctx)
+			cancel()
+			switch {
+			case err != nil:
+				return fmt.Errorf("localpg: %w", err)
+			case dir != s.dataDir():
+				return fmt.Errorf("localpg: port %d is taken, by the server of %s: %w", s.cfg.Port, dir, syscall.EADDRINUSE)
+			}
+			return nil
 		}
+		cancel()
 		select {
 		case <-exited:
-			return fmt.Errorf("localpg: postgres exited at start; see %s", filepath.Join(s.cfg.Dir, "postgres.log"))
+			log, _ := os.ReadFile(s.logPath())
+			if int64(len(log)) >= logStart && bytes.Contains(log[logStart:], []byte("could not bind")) {
+				return fmt.Errorf("localpg: port %d is taken: %w", s.cfg.Port, syscall.EADDRINUSE)
+			}
+			return fmt.Errorf("localpg: postgres exited at start; see %s", s.logPath())
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(50 * time.Millisecond):
