@@ -270,5 +270,8 @@ func (w *WAL) deleteKeys(keys [][]byte) error {
 			return err
 		}
 	}
-	return wb.Flush()
+	if err := wb.Flush(); err != nil {
+		return err
+	}
+	return w.syncer.synced(false)
 }

@@ -180,10 +180,19 @@ type groupTxn struct {
 	group []*walOp
 	txn   *badger.Txn
 	dirty bool
+	// vlog is set when the transaction holds a value that Badger puts in
+	// its value log.
+	vlog bool
 }
 
 func (g *groupTxn) set(key, value []byte) error {
-	return g.apply(func() error { return g.txn.Set(key, value) })
+	return g.apply(func() error {
+		err := g.txn.Set(key, value)
+		if err == nil && len(value) >= valueThreshold {
+			g.vlog = true
+		}
+		return err
+	})
 }
 
 func (g *groupTxn) delete(key []byte) error {
@@ -208,9 +217,12 @@ func (g *groupTxn) apply(fn func() error) error {
 
 func (g *groupTxn) commit() error {
 	err := g.txn.Commit()
+	if err == nil {
+		err = g.w.syncer.synced(g.vlog)
+	}
 	g.w.Commits.Add(1)
 	g.txn = g.w.db.NewTransaction(true)
-	g.dirty = false
+	g.dirty, g.vlog = false, false
 	if err != nil {
 		return err
 	}
