@@ -6,7 +6,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -416,7 +419,7 @@ func (w *WAL) maybeGC() {
 		defer w.gcRunning.Store(false)
 		// Each successful run rewrites one file; go on while there is more.
 		for {
-			err := w.db.RunValueLogGC(0.5)
+			err := w.rewriteValueLog()
 			if err == nil {
 				continue
 			}
@@ -461,6 +464,50 @@ func (w *WAL) Close() error {
 		return fmt.Errorf("close wal: %w", err)
 	}
 	return nil
+}
+
+// rewriteValueLog runs one pass of Badger's value-log GC, which rewrites
+// the live values of one file and deletes the file. Badger does not sync
+// (sync.go): it would delete the file before the rewrite is durable. But it
+// defers the deletion while an iterator is open, so one is held open until
+// the logs are synced.
+func (w *WAL) rewriteValueLog() error {
+	txn := w.db.NewTransaction(false)
+	defer txn.Discard()
+	it := txn.NewIterator(badger.IteratorOptions{})
+	defer it.Close()
+	if err := w.db.RunValueLogGC(0.5); err != nil {
+		return err
+	}
+	return w.syncLogs()
+}
+
+// syncLogs syncs every memtable and value log of the WAL, and its
+// directory. It may run beside the writer: a sync more is harmless.
+func (w *WAL) syncLogs() error {
+	ents, err := os.ReadDir(w.cfg.Dir)
+	if err != nil {
+		return err
+	}
+	s := syncer{dir: w.cfg.Dir, sync: w.syncer.sync}
+	for _, e := range ents {
+		if !strings.HasSuffix(e.Name(), memExt) && !strings.HasSuffix(e.Name(), vlogExt) {
+			continue
+		}
+		f, err := os.OpenFile(filepath.Join(w.cfg.Dir, e.Name()), os.O_RDWR, 0)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue // a memtable flushed meanwhile
+		}
+		if err != nil {
+			return fmt.Errorf("wal: %w", err)
+		}
+		err = s.sync(f)
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("wal: sync %s: %w", e.Name(), err)
+		}
+	}
+	return s.syncDir()
 }
 
 // badgerLogger passes Badger's warnings and errors to slog and drops its
