@@ -6,10 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -479,35 +476,7 @@ func (w *WAL) rewriteValueLog() error {
 	if err := w.db.RunValueLogGC(0.5); err != nil {
 		return err
 	}
-	return w.syncLogs()
-}
-
-// syncLogs syncs every memtable and value log of the WAL, and its
-// directory. It may run beside the writer: a sync more is harmless.
-func (w *WAL) syncLogs() error {
-	ents, err := os.ReadDir(w.cfg.Dir)
-	if err != nil {
-		return err
-	}
-	s := syncer{dir: w.cfg.Dir, sync: w.syncer.sync}
-	for _, e := range ents {
-		if !strings.HasSuffix(e.Name(), memExt) && !strings.HasSuffix(e.Name(), vlogExt) {
-			continue
-		}
-		f, err := os.OpenFile(filepath.Join(w.cfg.Dir, e.Name()), os.O_RDWR, 0)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // a memtable flushed meanwhile
-		}
-		if err != nil {
-			return fmt.Errorf("wal: %w", err)
-		}
-		err = s.sync(f)
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("wal: sync %s: %w", e.Name(), err)
-		}
-	}
-	return s.syncDir()
+	return w.syncer.syncAll()
 }
 
 // badgerLogger passes Badger's warnings and errors to slog and drops its
