@@ -77,6 +77,10 @@ type Server struct {
 	uiAddr    string
 	namespace string
 	stopOnce  sync.Once
+	// stopping is shared with the server's logger: set, its lines go to
+	// DEBUG, for while it stops its services one by one they log each
+	// other's absence.
+	stopping *atomic.Bool
 }
 
 // Start starts the server and, unless it is off, the UI, and returns once
@@ -125,6 +129,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	// build that fails on a taken port is tried again on other ports.
 	var srv temporal.Server
 	var grpcAddr string
+	stopping := new(atomic.Bool)
 	uiWant := uiPort
 	for attempt := 1; ; attempt++ {
 		ports, err := freePorts(ip, 6)
@@ -136,7 +141,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			uiPort = cmp.Or(uiWant, ports[5])
 		}
 		grpcAddr = net.JoinHostPort(ip, strconv.Itoa(port))
-		srv, err = newServer(cfg, serverConfig(ip, port, ports, sqlCfg, clusterName), map[primitives.ServiceName]static.Hosts{
+		srv, err = newServer(cfg, stopping, serverConfig(ip, port, ports, sqlCfg, clusterName), map[primitives.ServiceName]static.Hosts{
 			primitives.FrontendService: static.SingleLocalHost(grpcAddr),
 			primitives.HistoryService:  static.SingleLocalHost(net.JoinHostPort(ip, strconv.Itoa(ports[0]))),
 			primitives.MatchingService: static.SingleLocalHost(net.JoinHostPort(ip, strconv.Itoa(ports[1]))),
@@ -153,7 +158,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	if err := srv.Start(); err != nil {
 		return nil, fmt.Errorf("start temporal server: %w", err)
 	}
-	s := &Server{server: srv, grpcAddr: grpcAddr, namespace: cfg.Namespace}
+	s := &Server{server: srv, grpcAddr: grpcAddr, namespace: cfg.Namespace, stopping: stopping}
 
 	if uiPort != 0 {
 		s.uiAddr = net.JoinHostPort(uiIP, strconv.Itoa(uiPort))
@@ -195,8 +200,8 @@ var freePorts = localpg.FreePorts
 // (a listener it cannot open is one) and then goes on, expecting the
 // process to have exited; while it is built, serverLogger turns Fatal into
 // a panic of a *fatalError, returned here as the error.
-func newServer(cfg Config, conf *config.Config, hosts map[primitives.ServiceName]static.Hosts) (srv temporal.Server, err error) {
-	log := serverLogger{log: cfg.Logger, level: cfg.LogLevel, building: new(atomic.Bool)}
+func newServer(cfg Config, stopping *atomic.Bool, conf *config.Config, hosts map[primitives.ServiceName]static.Hosts) (srv temporal.Server, err error) {
+	log := serverLogger{log: cfg.Logger, level: cfg.LogLevel, building: new(atomic.Bool), stopping: stopping}
 	log.building.Store(true)
 	defer log.building.Store(false)
 	defer func() {
@@ -232,6 +237,7 @@ func (s *Server) Namespace() string { return s.namespace }
 // Stop stops the UI and the server. It may be called more than once.
 func (s *Server) Stop() {
 	s.stopOnce.Do(func() {
+		s.stopping.Store(true)
 		if s.ui != nil {
 			s.ui.Stop()
 			<-s.uiDone

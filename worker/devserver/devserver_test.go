@@ -1,6 +1,7 @@
 package devserver_test
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -165,4 +167,35 @@ func TestFailsWhenPortsStayTaken(t *testing.T) {
 	require.ErrorIs(t, err, syscall.EADDRINUSE)
 	require.ErrorContains(t, err, strconv.Itoa(taken))
 	require.Equal(t, 3, calls)
+}
+
+// lockedBuffer is a log destination the server's goroutines share.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// While the server stops, its services log each other's absence at WARN
+// and ERROR ("Failed to poll for task", dial errors): Ctrl-C on `smq dev`
+// printed a dozen of them. Those lines go to DEBUG.
+func TestStopsQuietly(t *testing.T) {
+	var out lockedBuffer
+	s := start(t, devserver.Config{Logger: slog.New(slog.NewTextHandler(&out, nil))})
+	runHello(t, dial(t, s, "default"), "hello-quiet")
+	before := len(out.String())
+	s.Stop()
+	time.Sleep(200 * time.Millisecond) // what its goroutines log on their way out
+	require.Empty(t, out.String()[before:], "the server logged while it stopped")
 }

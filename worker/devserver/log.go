@@ -21,6 +21,8 @@ type serverLogger struct {
 	// building, when set and true, turns Fatal into a panic of a
 	// *fatalError (see newServer).
 	building *atomic.Bool
+	// stopping, when set and true, sends every line to DEBUG.
+	stopping *atomic.Bool
 }
 
 var _ log.Logger = serverLogger{}
@@ -76,6 +78,9 @@ func (e *fatalError) Error() string {
 func (e *fatalError) Unwrap() error { return e.err }
 
 func (l serverLogger) emit(level slog.Level, msg string, tags []tag.Tag) {
+	if l.stopping != nil && l.stopping.Load() {
+		level = slog.LevelDebug
+	}
 	ctx := context.Background()
 	if level < l.level || !l.log.Enabled(ctx, level) {
 		return
