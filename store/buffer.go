@@ -89,6 +89,10 @@ type BufferStats struct {
 	// opened, each synced to disk (0 in memory): how many creates shared
 	// each fsync is the creates over it.
 	WALSyncs int64
+	// WALSyncTime is how long those group writes took in all, Badger's
+	// commit and the fsync after it: over WALSyncs, the mean time an
+	// appender waits once its group is being written.
+	WALSyncTime time.Duration
 }
 
 // FlushStats are a flusher's counters.

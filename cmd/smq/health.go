@@ -120,6 +120,8 @@ func registerNodeMetrics(reg prometheus.Registerer, buf store.Buffer, flusher *b
 	gauge("smq_wal_bytes", "Size of the write-ahead log on disk.", func() float64 { return float64(buf.Stats().WALBytes) })
 	counter("smq_wal_syncs_total", "Group writes of the write-ahead log, each synced to disk: creates per sync is how many shared one.",
 		func() float64 { return float64(buf.Stats().WALSyncs) })
+	counter("smq_wal_sync_seconds_total", "Time those group writes took, Badger's commit and the fsync after it: over smq_wal_syncs_total, the mean.",
+		func() float64 { return buf.Stats().WALSyncTime.Seconds() })
 	counter("smq_flushed_total", "Messages flushed to the database.", func() float64 { return float64(flusher.Stats().Flushed) })
 	counter("smq_flush_errors_total", "Failed flushes.", func() float64 { return float64(flusher.Stats().Errors) })
 	gauge("smq_flush_last_duration_seconds", "Duration of the last flush.", func() float64 { return flusher.Stats().LastDuration.Seconds() })

@@ -53,6 +53,7 @@ func TestWALEntriesPerAppend(t *testing.T) {
 	e0 := w.Entries.Load()
 	require.NoError(t, w.Append(ctx, newMessages(1)))
 	require.Equal(t, int64(1), w.Entries.Load()-e0, "a single create is one entry")
+	require.Positive(t, w.Stats().WALSyncTime, "the stats count the time of a sync")
 	e0 = w.Entries.Load()
 	require.NoError(t, w.Append(ctx, newMessages(1000)))
 	require.Equal(t, int64(1), w.Entries.Load()-e0, "a batch create of 1,000 is one entry")

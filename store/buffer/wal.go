@@ -180,6 +180,8 @@ type WAL struct {
 	// Commits counts Badger transactions committed (each one synced); tests
 	// compare it with the appends to see group commit work.
 	Commits atomic.Int64
+	// syncNanos sums the time the commits took, each with its sync.
+	syncNanos atomic.Int64
 	// Entries counts the Badger entries the WAL wrote, sets and deletes,
 	// besides Badger's own; tests and benchmarks compare it with the
 	// appends and commits.
@@ -441,6 +443,7 @@ func (w *WAL) Stats() store.BufferStats {
 	lsm, vlog := w.db.Size()
 	s.WALBytes = lsm + vlog
 	s.WALSyncs = w.Commits.Load()
+	s.WALSyncTime = time.Duration(w.syncNanos.Load())
 	return s
 }
 

@@ -216,10 +216,12 @@ func (g *groupTxn) apply(fn func() error) error {
 }
 
 func (g *groupTxn) commit() error {
+	start := time.Now()
 	err := g.txn.Commit()
 	if err == nil {
 		err = g.w.syncer.synced(g.vlog)
 	}
+	g.w.syncNanos.Add(int64(time.Since(start)))
 	g.w.Commits.Add(1)
 	g.txn = g.w.db.NewTransaction(true)
 	g.dirty, g.vlog = false, false

@@ -77,6 +77,9 @@ type tput struct {
 	// PerSync is how many creates shared each of the WAL's fsyncs (its
 	// smq_wal_syncs_total) in the timed window; 0 where there is no WAL.
 	PerSync float64
+	// SyncMean is the mean time of those group writes, Badger's commit and
+	// the fsync (smq_wal_sync_seconds_total over smq_wal_syncs_total).
+	SyncMean time.Duration
 }
 
 type bulkResult struct {

@@ -80,10 +80,14 @@ func TestMetrics(t *testing.T) {
 	} {
 		require.Contains(t, string(text), want)
 	}
-	_, syncs, ok := strings.Cut(string(text), "\nsmq_wal_syncs_total ")
-	require.True(t, ok, "no smq_wal_syncs_total")
-	syncs, _, _ = strings.Cut(syncs, "\n")
-	n, err := strconv.ParseFloat(syncs, 64)
-	require.NoError(t, err)
-	require.GreaterOrEqual(t, n, 1.0, "the WAL's write of a create is not counted as a sync")
+	value := func(name string) float64 {
+		_, v, ok := strings.Cut(string(text), "\n"+name+" ")
+		require.True(t, ok, "no %s", name)
+		v, _, _ = strings.Cut(v, "\n")
+		n, err := strconv.ParseFloat(v, 64)
+		require.NoError(t, err)
+		return n
+	}
+	require.GreaterOrEqual(t, value("smq_wal_syncs_total"), 1.0, "the WAL's write of a create is not counted as a sync")
+	require.Greater(t, value("smq_wal_sync_seconds_total"), 0.0, "the WAL's write of a create took no time")
 }
