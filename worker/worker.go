@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -119,6 +120,8 @@ type Worker struct {
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the background loops
+	// stopping is set when Stop begins; the SDK's logger reads it.
+	stopping *atomic.Bool
 
 	// mu guards the fields below.
 	mu               sync.Mutex
@@ -150,6 +153,7 @@ func New(cfg Config) (*Worker, error) {
 		cfg.Activities.Node = cfg.Node
 	}
 	log := cfg.Logger.With("region", cfg.Region, "node", cfg.Node)
+	stopping := new(atomic.Bool)
 	var opts client.Options
 	if cfg.ClientOptions != nil {
 		opts = *cfg.ClientOptions
@@ -159,13 +163,13 @@ func New(cfg Config) (*Worker, error) {
 	opts.Identity = cmp.Or(opts.Identity, workflows.NodeTaskQueue(cfg.Region, cfg.Node))
 	if opts.Logger == nil {
 		// The SDK's own default prints DEBUG lines.
-		opts.Logger = tlog.NewStructuredLogger(slog.New(minLevel{slog.LevelInfo, cfg.Logger.Handler()}).With("component", "temporal"))
+		opts.Logger = tlog.NewStructuredLogger(slog.New(sdkHandler{slog.LevelInfo, stopping, cfg.Logger.Handler()}).With("component", "temporal"))
 	}
 	c, err := client.NewLazyClient(opts)
 	if err != nil {
 		return nil, fmt.Errorf("worker: temporal client: %w", err)
 	}
-	return &Worker{cfg: cfg, log: log, client: c}, nil
+	return &Worker{cfg: cfg, log: log, client: c, stopping: stopping}, nil
 }
 
 // Client returns the Temporal client, for queries of the workflows.
@@ -208,6 +212,7 @@ func (w *Worker) Stop(ctx context.Context) error {
 	sdk := w.sdk
 	w.sdk = nil
 	w.mu.Unlock()
+	w.stopping.Store(true)
 
 	done := make(chan struct{})
 	go func() {
@@ -456,22 +461,38 @@ func (w *Worker) stopFallback() {
 	w.log.Info("in-process flush handed back to the flush workflow")
 }
 
-// minLevel drops records below a level.
-type minLevel struct {
-	min slog.Level
+// sdkHandler is the SDK's log handler: lines below min are dropped, and
+// so, once the worker stops, is the SDK's failure to send a heartbeat.
+// The SDK holds back heartbeats that come close together and sends the
+// last when the worker stops, on the context of an activity that has
+// returned by then. It logs that the context was canceled; nothing is lost,
+// for the activity returned the same counts as its result.
+type sdkHandler struct {
+	min      slog.Level
+	stopping *atomic.Bool
 	slog.Handler
 }
 
-func (h minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+// sdkHeartbeatFailed is the SDK's message for a heartbeat it could not send.
+const sdkHeartbeatFailed = "RecordActivityHeartbeat with error"
+
+func (h sdkHandler) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= h.min && h.Handler.Enabled(ctx, l)
 }
 
-func (h minLevel) WithAttrs(attrs []slog.Attr) slog.Handler {
-	return minLevel{h.min, h.Handler.WithAttrs(attrs)}
+func (h sdkHandler) Handle(ctx context.Context, r slog.Record) error {
+	if r.Message == sdkHeartbeatFailed && h.stopping.Load() {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
 }
 
-func (h minLevel) WithGroup(name string) slog.Handler {
-	return minLevel{h.min, h.Handler.WithGroup(name)}
+func (h sdkHandler) WithAttrs(attrs []slog.Attr) slog.Handler {
+	return sdkHandler{h.min, h.stopping, h.Handler.WithAttrs(attrs)}
+}
+
+func (h sdkHandler) WithGroup(name string) slog.Handler {
+	return sdkHandler{h.min, h.stopping, h.Handler.WithGroup(name)}
 }
 
 // abort stops the worker as a crash would, for the failover test: its loops

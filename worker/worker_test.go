@@ -1,12 +1,14 @@
 package worker
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -129,6 +131,27 @@ type node struct {
 	// lateness holds each promoted message's lateness; guarded by mu.
 	mu       sync.Mutex
 	lateness []time.Duration
+	// logs holds what the worker logged at INFO and above, the SDK's
+	// lines included.
+	logs lockedBuffer
+}
+
+// lockedBuffer is a bytes.Buffer for concurrent writers.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func newNode(t *testing.T, temporalAddr string, db *postgres.Store, region, id string) *node {
@@ -143,8 +166,9 @@ func newNode(t *testing.T, temporalAddr string, db *postgres.Store, region, id s
 			n.mu.Unlock()
 		},
 	}
+	logger := slog.New(slog.NewMultiHandler(testLogger(t).Handler(), slog.NewTextHandler(&n.logs, nil)))
 	w, err := New(Config{
-		HostPort: temporalAddr, Region: region, Node: id, Activities: acts, Logger: testLogger(t),
+		HostPort: temporalAddr, Region: region, Node: id, Activities: acts, Logger: logger,
 		HeartbeatInterval: 200 * time.Millisecond, HealthInterval: 200 * time.Millisecond, StopTimeout: 5 * time.Second,
 	})
 	require.NoError(t, err)
@@ -214,8 +238,13 @@ func TestWorkerRunsTheLoopsAndStopsGracefully(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	began := time.Now()
+	before := len(n.logs.String())
 	require.NoError(t, n.w.Stop(ctx))
 	t.Logf("graceful stop took %v", time.Since(began))
+	time.Sleep(200 * time.Millisecond) // what the SDK's goroutines log on their way out
+	for line := range strings.Lines(n.logs.String()[before:]) {
+		require.NotRegexp(t, `level=(WARN|ERROR)`, line, "the worker complained while it stopped")
+	}
 	require.False(t, n.running(activities.LoopScheduler))
 	require.False(t, n.running(activities.LoopFlush))
 	nodes, err = db.NodeList(context.Background(), 10, 0)
