@@ -15,44 +15,58 @@ import (
 )
 
 // Loopback latency, one client: create (WAL mode), poll (max=1 on a
-// channel of READY messages) and the health endpoints.
+// channel of READY messages) and the health endpoints, each with the raw
+// client (as wrk) and then with net/http's.
 const (
 	loopbackN    = 3000
 	loopbackWarm = 300
 )
 
+// loopbackOps name the operations, in the order they run.
+var loopbackOps = []string{"create (WAL)", "poll (max=1)", "GET /livez", "GET /v1/health"}
+
 func (b *bench) loopback(n *smqNode) {
 	n.reset()
 	ops := []struct {
 		name string
-		op   func(ctx context.Context) error
+		op   func(ctx context.Context, d doer) error
 	}{
-		{"create (WAL)", func(ctx context.Context) error { return n.client.create(ctx, "loop", time.Now().Add(time.Hour)) }},
-		{"poll (max=1)", func(ctx context.Context) error {
-			msgs, err := n.client.poll(ctx, "loop-ready", 1, 0)
+		{loopbackOps[0], func(ctx context.Context, d doer) error { return createVia(ctx, d, "loop", time.Now().Add(time.Hour)) }},
+		{loopbackOps[1], func(ctx context.Context, d doer) error {
+			msgs, err := pollVia(ctx, d, "loop-ready", 1, 0)
 			if err == nil && len(msgs) != 1 {
 				err = fmt.Errorf("poll returned %d messages, want 1", len(msgs))
 			}
 			return err
 		}},
-		{"GET /livez", func(ctx context.Context) error { return n.client.expect(ctx, "/livez") }},
-		{"GET /v1/health", func(ctx context.Context) error { return n.client.expect(ctx, "/v1/health") }},
+		{loopbackOps[2], func(ctx context.Context, d doer) error { return expectVia(ctx, d, "/livez") }},
+		{loopbackOps[3], func(ctx context.Context, d doer) error { return expectVia(ctx, d, "/v1/health") }},
 	}
+	raw, err := newRawConn(n.client.base)
+	b.must(err, "raw client")
+	defer raw.close()
+	clients := []struct {
+		d   doer
+		res map[string]summary
+	}{{raw, b.res.loopback}, {n.client, b.res.loopbackStd}}
 	due := time.Now().Add(-time.Minute)
-	b.must(b.copyMessages("loop-ready", "READY", func(int) time.Time { return due }, loopbackN+loopbackWarm+100), "loopback ready")
+	b.must(b.copyMessages("loop-ready", "READY", func(int) time.Time { return due }, len(clients)*(loopbackN+loopbackWarm)+100), "loopback ready")
 	for _, o := range ops {
-		d, err := sequential(b.ctx, loopbackN, loopbackWarm, func(ctx context.Context, _ int) error { return o.op(ctx) })
-		b.must(err, "loopback "+o.name)
-		s := d.summary()
-		b.res.mu.Lock()
-		b.res.loopback[o.name] = s
-		b.res.mu.Unlock()
-		b.t.Logf("loopback %s: p50 %s ms, p99 %s ms", o.name, ms(s.P50), ms(s.P99))
+		for _, c := range clients {
+			d, err := sequential(b.ctx, loopbackN, loopbackWarm, func(ctx context.Context, _ int) error { return o.op(ctx, c.d) })
+			b.must(err, "loopback "+o.name)
+			s := d.summary()
+			b.res.mu.Lock()
+			c.res[o.name] = s
+			b.res.mu.Unlock()
+			b.t.Logf("loopback %s (%T): p50 %s ms, p99 %s ms", o.name, c.d, ms(s.P50), ms(s.P99))
+		}
 	}
 }
 
-func (c *smqClient) expect(ctx context.Context, path string) error {
-	code, body, err := c.do(ctx, http.MethodGet, path, nil)
+// expectVia sends GET path through d and expects a 200.
+func expectVia(ctx context.Context, d doer, path string) error {
+	code, body, err := d.do(ctx, http.MethodGet, path, nil)
 	if err != nil {
 		return err
 	}

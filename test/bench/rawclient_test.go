@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"strconv"
@@ -44,17 +45,23 @@ const rawRequestTimeout = 60 * time.Second
 
 // post sends POST path with a JSON body and returns the status and body.
 func (c *rawConn) post(ctx context.Context, path string, body []byte) (int, []byte, error) {
+	return c.do(ctx, http.MethodPost, path, body)
+}
+
+// do sends a request, with a JSON body unless body is nil, and returns the
+// status and body, as smqClient.do does.
+func (c *rawConn) do(ctx context.Context, method, path string, body []byte) (int, []byte, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, nil, err
 	}
-	code, resp, err := c.roundTrip(path, body)
+	code, resp, err := c.roundTrip(method, path, body)
 	if err != nil {
 		c.close()
 	}
 	return code, resp, err
 }
 
-func (c *rawConn) roundTrip(path string, body []byte) (int, []byte, error) {
+func (c *rawConn) roundTrip(method, path string, body []byte) (int, []byte, error) {
 	if c.conn == nil {
 		conn, err := net.DialTimeout("tcp", c.addr, 5*time.Second)
 		if err != nil {
@@ -65,12 +72,15 @@ func (c *rawConn) roundTrip(path string, body []byte) (int, []byte, error) {
 	if err := c.conn.SetDeadline(time.Now().Add(rawRequestTimeout)); err != nil {
 		return 0, nil, err
 	}
-	b := append(c.buf[:0], "POST "...)
+	b := append(c.buf[:0], method...)
+	b = append(b, ' ')
 	b = append(b, path...)
 	b = append(b, " HTTP/1.1\r\nHost: "...)
 	b = append(b, c.addr...)
-	b = append(b, "\r\nContent-Type: application/json\r\nContent-Length: "...)
-	b = strconv.AppendInt(b, int64(len(body)), 10)
+	if body != nil {
+		b = append(b, "\r\nContent-Type: application/json\r\nContent-Length: "...)
+		b = strconv.AppendInt(b, int64(len(body)), 10)
+	}
 	b = append(b, "\r\n\r\n"...)
 	b = append(b, body...)
 	c.buf = b

@@ -18,8 +18,15 @@ func TestRawConn(t *testing.T) {
 	var conns atomic.Int32
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		require.Equal(t, "application/json", r.Header.Get("Content-Type"))
+		if r.Method == http.MethodPost {
+			require.Equal(t, "application/json", r.Header.Get("Content-Type"))
+		}
 		switch r.URL.Path {
+		case "/get":
+			require.Equal(t, http.MethodGet, r.Method)
+			require.Empty(t, r.Header.Get("Content-Type"))
+			require.Empty(t, body)
+			w.Write([]byte("got " + r.URL.RawQuery))
 		case "/sized":
 			w.WriteHeader(http.StatusCreated)
 			w.Write(append([]byte("echo "), body...))
@@ -57,8 +64,13 @@ func TestRawConn(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, http.StatusOK, code)
 		require.Equal(t, "part one, part two", string(body))
+
+		code, body, err = c.do(ctx, http.MethodGet, "/get?max=1", nil)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, code)
+		require.Equal(t, "got max=1", string(body))
 	}
-	require.Equal(t, int32(1), conns.Load(), "one keep-alive connection for six requests")
+	require.Equal(t, int32(1), conns.Load(), "one keep-alive connection for nine requests")
 
 	code, _, err := c.post(ctx, "/close", []byte(`{}`))
 	require.NoError(t, err)

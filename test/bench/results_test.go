@@ -36,8 +36,10 @@ type results struct {
 	scale map[int]scaleResult
 	// steady (workload 7): system → figures.
 	steady map[string]steadyResult
-	// loopback: operation → latency, one client.
-	loopback map[string]summary
+	// loopback: operation → latency, one client: the raw client's, and
+	// net/http's (loopbackStd).
+	loopback    map[string]summary
+	loopbackStd map[string]summary
 	// idle: SMQ's transactions per second against PostgreSQL when idle.
 	idle *idleResult
 	// profiles: CPU profiles of the smq process, by workload.
@@ -58,6 +60,7 @@ func newResults() *results {
 		scale:         map[int]scaleResult{},
 		steady:        map[string]steadyResult{},
 		loopback:      map[string]summary{},
+		loopbackStd:   map[string]summary{},
 	}
 }
 

@@ -87,9 +87,20 @@ func appendMessage(buf []byte, channel string, at time.Time) []byte {
 	return append(buf, '}')
 }
 
+// doer sends one request and returns the status and body: smqClient
+// (net/http's client) or rawConn (one connection, as wrk).
+type doer interface {
+	do(ctx context.Context, method, path string, body []byte) (int, []byte, error)
+}
+
 // create sends POST /v1/message.
 func (c *smqClient) create(ctx context.Context, channel string, at time.Time) error {
-	code, body, err := c.do(ctx, http.MethodPost, "/v1/message", appendMessage(nil, channel, at))
+	return createVia(ctx, c, channel, at)
+}
+
+// createVia sends POST /v1/message through d.
+func createVia(ctx context.Context, d doer, channel string, at time.Time) error {
+	code, body, err := d.do(ctx, http.MethodPost, "/v1/message", appendMessage(nil, channel, at))
 	if err != nil {
 		return err
 	}
@@ -122,8 +133,13 @@ type polled struct {
 
 // poll sends GET /v1/channels/{channel}/poll.
 func (c *smqClient) poll(ctx context.Context, channel string, maxN, wait int) ([]polled, error) {
+	return pollVia(ctx, c, channel, maxN, wait)
+}
+
+// pollVia sends GET /v1/channels/{channel}/poll through d.
+func pollVia(ctx context.Context, d doer, channel string, maxN, wait int) ([]polled, error) {
 	path := "/v1/channels/" + channel + "/poll?max=" + strconv.Itoa(maxN) + "&wait=" + strconv.Itoa(wait)
-	code, body, err := c.do(ctx, http.MethodGet, path, nil)
+	code, body, err := d.do(ctx, http.MethodGet, path, nil)
 	if err != nil {
 		return nil, err
 	}

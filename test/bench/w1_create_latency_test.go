@@ -33,13 +33,28 @@ func (b *bench) w1Peers() {
 	b.setCreateLatency(sysInsert, d)
 }
 
+// w1SMQ creates with the raw client (see rawConn); in WAL mode it repeats
+// the run with net/http's client, for comparison.
 func (b *bench) w1SMQ(n *smqNode, system string) {
 	n.reset()
-	d, err := sequential(b.ctx, w1Creates, w1Warm, func(ctx context.Context, i int) error {
-		return n.client.create(ctx, "w1", time.Now().Add(time.Hour))
-	})
-	b.must(err, "w1 "+system)
-	b.setCreateLatency(system, d)
+	raw, err := newRawConn(n.client.base)
+	b.must(err, "raw client")
+	defer raw.close()
+	type client struct {
+		system string
+		d      doer
+	}
+	clients := []client{{system, raw}}
+	if system == sysSMQWAL {
+		clients = append(clients, client{sysSMQWALStd, n.client})
+	}
+	for _, c := range clients {
+		d, err := sequential(b.ctx, w1Creates, w1Warm, func(ctx context.Context, i int) error {
+			return createVia(ctx, c.d, "w1", time.Now().Add(time.Hour))
+		})
+		b.must(err, "w1 "+c.system)
+		b.setCreateLatency(c.system, d)
+	}
 }
 
 func (b *bench) setCreateLatency(system string, d *dist) {
