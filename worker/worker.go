@@ -121,7 +121,7 @@ type Worker struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // the background loops
 	// stopping is set when Stop begins; the SDK's logger reads it.
-	stopping *atomic.Bool
+	stopping atomic.Bool
 
 	// mu guards the fields below.
 	mu               sync.Mutex
@@ -152,8 +152,7 @@ func New(cfg Config) (*Worker, error) {
 	if cfg.Activities.Node == "" {
 		cfg.Activities.Node = cfg.Node
 	}
-	log := cfg.Logger.With("region", cfg.Region, "node", cfg.Node)
-	stopping := new(atomic.Bool)
+	w := &Worker{cfg: cfg, log: cfg.Logger.With("region", cfg.Region, "node", cfg.Node)}
 	var opts client.Options
 	if cfg.ClientOptions != nil {
 		opts = *cfg.ClientOptions
@@ -163,13 +162,14 @@ func New(cfg Config) (*Worker, error) {
 	opts.Identity = cmp.Or(opts.Identity, workflows.NodeTaskQueue(cfg.Region, cfg.Node))
 	if opts.Logger == nil {
 		// The SDK's own default prints DEBUG lines.
-		opts.Logger = tlog.NewStructuredLogger(slog.New(sdkHandler{slog.LevelInfo, stopping, cfg.Logger.Handler()}).With("component", "temporal"))
+		opts.Logger = tlog.NewStructuredLogger(slog.New(sdkHandler{slog.LevelInfo, &w.stopping, cfg.Logger.Handler()}).With("component", "temporal"))
 	}
 	c, err := client.NewLazyClient(opts)
 	if err != nil {
 		return nil, fmt.Errorf("worker: temporal client: %w", err)
 	}
-	return &Worker{cfg: cfg, log: log, client: c, stopping: stopping}, nil
+	w.client = c
+	return w, nil
 }
 
 // Client returns the Temporal client, for queries of the workflows.

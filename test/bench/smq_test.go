@@ -38,19 +38,41 @@ func (n *smqNode) bufferDepth() (int, error) {
 
 // metric reads one unlabelled sample from /metrics.
 func (n *smqNode) metric(name string) (float64, error) {
-	text, err := n.client.metrics(n.b.ctx)
+	v, err := n.metrics(name)
 	if err != nil {
 		return 0, err
 	}
+	return v[0], nil
+}
+
+// metrics reads unlabelled metrics from one scrape of /metrics, so that
+// their values are of one instant.
+func (n *smqNode) metrics(names ...string) ([]float64, error) {
+	text, err := n.client.metrics(n.b.ctx)
+	if err != nil {
+		return nil, err
+	}
+	vals := make([]float64, len(names))
+	found := make([]bool, len(names))
 	sc := bufio.NewScanner(strings.NewReader(text))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Text()
-		if rest, ok := strings.CutPrefix(line, name+" "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(rest), 64)
+		for i, name := range names {
+			if rest, ok := strings.CutPrefix(line, name+" "); ok && !found[i] {
+				if vals[i], err = strconv.ParseFloat(strings.TrimSpace(rest), 64); err != nil {
+					return nil, fmt.Errorf("metric %s: %w", name, err)
+				}
+				found[i] = true
+			}
 		}
 	}
-	return 0, fmt.Errorf("metric %s not found", name)
+	for i, ok := range found {
+		if !ok {
+			return nil, fmt.Errorf("metric %s not found", names[i])
+		}
+	}
+	return vals, nil
 }
 
 // histogram reads a histogram's cumulative bucket counts from /metrics:

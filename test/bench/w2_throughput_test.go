@@ -74,11 +74,9 @@ func (b *bench) w2SMQRun(n *smqNode, system string, c int, create func(ctx conte
 	syncs := func() (float64, float64) { return 0, 0 }
 	if system != sysSMQMemory {
 		syncs = func() (float64, float64) {
-			v, err := n.metric("smq_wal_syncs_total")
+			v, err := n.metrics("smq_wal_syncs_total", "smq_wal_sync_seconds_total")
 			b.must(err, "w2 WAL syncs")
-			secs, err := n.metric("smq_wal_sync_seconds_total")
-			b.must(err, "w2 WAL sync seconds")
-			return v, secs
+			return v[0], v[1]
 		}
 	}
 	// The syncs are counted from the end of the warm-up, which runs one
