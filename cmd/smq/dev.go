@@ -58,7 +58,7 @@ func devCmd() *cobra.Command {
 				return err
 			}
 			cfg.DatabaseURL = pg.URL("smq")
-			log.Info("local postgresql running", "url", cfg.DatabaseURL, "dir", filepath.Join(*data, "pg"))
+			log.Info("local postgresql running", "url", cfg.DatabaseURL, "dir", filepath.Join(*data, "pg"), "data", pg.DataDir())
 		}
 		if err := cfg.validate(); err != nil {
 			return err

@@ -3,6 +3,10 @@
 //
 // PostgreSQL refuses to run as root, so when this process is root the server
 // runs as the "postgres" OS user and its directory is handed to that user.
+// That user must be able to reach the data directory through its parents;
+// where it cannot (a checkout under /root, whose mode is 0700), the data
+// directory is made in the postgres user's home instead, and Dir/data
+// links to it.
 // The server is a child of this process and gets SIGINT (a fast shutdown)
 // if this process dies, so a crashed test leaves no server behind.
 package localpg
@@ -11,9 +15,12 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -51,6 +58,8 @@ type Config struct {
 type Server struct {
 	cfg  Config
 	cred *syscall.Credential // nil when not root
+	home string              // the postgres user's home, when root
+	data string              // the data directory, set by initdb
 
 	mu   sync.Mutex // guards cmd and done
 	cmd  *exec.Cmd
@@ -71,7 +80,7 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	cfg.Dir = dir
 	s := &Server{cfg: cfg}
 	if os.Geteuid() == 0 {
-		if s.cred, err = postgresUser(); err != nil {
+		if s.cred, s.home, err = postgresUser(); err != nil {
 			return nil, err
 		}
 	}
@@ -101,14 +110,17 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 // replaces it.
 var freePort = FreePort
 
-func postgresUser() (*syscall.Credential, error) {
+// postgresUser returns the credential the server runs with when this
+// process is root (the postgres user's uid and primary gid, and no other
+// group), and that user's home.
+func postgresUser() (*syscall.Credential, string, error) {
 	u, err := user.Lookup("postgres")
 	if err != nil {
-		return nil, fmt.Errorf("localpg: running as root needs the postgres OS user (install PostgreSQL's server package): %w", err)
+		return nil, "", fmt.Errorf("localpg: running as root needs the postgres OS user (install PostgreSQL's server package): %w", err)
 	}
 	uid, _ := strconv.Atoi(u.Uid)
 	gid, _ := strconv.Atoi(u.Gid)
-	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, nil
+	return &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid)}, u.HomeDir, nil
 }
 
 // Binary finds one of PostgreSQL's server programs: on PATH, or in the
@@ -135,7 +147,11 @@ func (s *Server) command(ctx context.Context, name string, args ...string) (*exe
 	return cmd, nil
 }
 
-func (s *Server) dataDir() string { return filepath.Join(s.cfg.Dir, "data") }
+// DataDir is the server's data directory: Dir/data, or where that links to
+// (see the package's doc).
+func (s *Server) DataDir() string { return s.data }
+
+func (s *Server) dataDir() string { return s.data }
 
 func (s *Server) logPath() string { return filepath.Join(s.cfg.Dir, "postgres.log") }
 
@@ -152,6 +168,9 @@ func (s *Server) initdb(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := s.placeData(); err != nil {
+		return err
+	}
 	if _, err := os.Stat(filepath.Join(s.dataDir(), "PG_VERSION")); err == nil {
 		return nil
 	}
@@ -164,6 +183,79 @@ func (s *Server) initdb(ctx context.Context) error {
 		return fmt.Errorf("localpg: initdb: %w: %s", err, out)
 	}
 	return nil
+}
+
+// placeData sets s.data: Dir/data, unless this process is root and the
+// postgres user cannot reach Dir. Then the data directory is
+// <home>/smq/pg-<hash of Dir>, and Dir/data a link to it, made once and
+// followed on every later start.
+func (s *Server) placeData() error {
+	link := filepath.Join(s.cfg.Dir, "data")
+	s.data = link
+	if s.cred == nil {
+		return nil
+	}
+	if target, err := os.Readlink(link); err == nil {
+		if !filepath.IsAbs(target) {
+			target = filepath.Join(s.cfg.Dir, target)
+		}
+		s.data = target
+		return nil
+	}
+	if _, err := os.Lstat(link); !errors.Is(err, fs.ErrNotExist) {
+		return err // a directory (nil) or an error
+	}
+	blocked, err := s.blockedAt(s.cfg.Dir)
+	if err != nil || blocked == "" {
+		return err
+	}
+	base := filepath.Join(s.home, "smq")
+	if err := os.MkdirAll(base, 0o700); err != nil {
+		return fmt.Errorf("localpg: the postgres user cannot reach %s (no search permission on %s), and its home has no room: %w", s.cfg.Dir, blocked, err)
+	}
+	if err := os.Chown(base, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
+		return err
+	}
+	if b, err := s.blockedAt(base); err != nil || b != "" {
+		return cmp.Or(err, fmt.Errorf("localpg: the postgres user can reach neither %s (no search permission on %s) nor %s (none on %s)", s.cfg.Dir, blocked, base, b))
+	}
+	sum := sha256.Sum256([]byte(s.cfg.Dir))
+	target := filepath.Join(base, "pg-"+hex.EncodeToString(sum[:8]))
+	if err := os.Symlink(target, link); err != nil {
+		return fmt.Errorf("localpg: %w", err)
+	}
+	s.data = target
+	return nil
+}
+
+// blockedAt returns the deepest directory on the way to dir (dir included)
+// that the postgres user may not search, or "" when it can reach dir. It
+// reads the mode bits as the kernel does for a process with that user's uid
+// and primary gid alone, as the server runs (ACLs aside).
+func (s *Server) blockedAt(dir string) (string, error) {
+	for p := dir; ; p = filepath.Dir(p) {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return "", err
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !ok {
+			return "", nil // cannot tell: let initdb try
+		}
+		bit := fs.FileMode(0o001)
+		switch {
+		case st.Uid == s.cred.Uid:
+			bit = 0o100
+		case st.Gid == s.cred.Gid:
+			bit = 0o010
+		}
+		if fi.Mode().Perm()&bit == 0 {
+			return p, nil
+		}
+		if p == filepath.Dir(p) {
+			return "", nil
+		}
+	}
 }
 
 // Start starts a stopped server again, on the same directory and port.

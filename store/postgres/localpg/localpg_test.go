@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -120,4 +121,74 @@ func TestPicksAnotherPortWhenItsPortIsTaken(t *testing.T) {
 	}
 	isServer(t, s)
 	isServer(t, other)
+}
+
+// As root, a Dir the postgres user cannot reach (under a 0700 directory of
+// root's, as a checkout under /root is) keeps its data in that user's home,
+// behind a link at Dir/data that a later start follows to the same data. A
+// Dir it can reach keeps a plain Dir/data.
+func TestDataDirTheServerCannotReach(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("only as root does the server run as another user")
+	}
+	private, err := os.MkdirTemp("", "smq-localpg-private-") // mode 0700, root's
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(private) })
+	cfg := Config{Dir: filepath.Join(private, "pg"), Fast: true}
+	ctx := context.Background()
+	s, err := Start(ctx, cfg)
+	if err != nil {
+		t.Fatalf("start under a directory only root can search: %v", err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(s.DataDir()) })
+	t.Cleanup(func() { _ = s.Stop() })
+	isServer(t, s)
+
+	_, home, err := postgresUser()
+	if err != nil {
+		t.Fatal(err)
+	}
+	target, err := os.Readlink(filepath.Join(cfg.Dir, "data"))
+	if err != nil {
+		t.Fatalf("Dir/data is not a link: %v", err)
+	}
+	if target != s.DataDir() || !strings.HasPrefix(target, filepath.Join(home, "smq")+string(filepath.Separator)) {
+		t.Fatalf("Dir/data links to %s; the server's data is in %s, not under %s", target, s.DataDir(), home)
+	}
+
+	exec := func(s *Server, sql string) {
+		t.Helper()
+		conn, err := pgx.Connect(ctx, s.URL("postgres"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close(ctx)
+		if _, err := conn.Exec(ctx, sql); err != nil {
+			t.Fatal(err)
+		}
+	}
+	exec(s, "CREATE TABLE kept (n int); INSERT INTO kept VALUES (42)")
+	if err := s.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	again, err := Start(ctx, Config{Dir: cfg.Dir, Fast: true})
+	if err != nil {
+		t.Fatalf("second start: %v", err)
+	}
+	t.Cleanup(func() { _ = again.Stop() })
+	if again.DataDir() != target {
+		t.Fatalf("second start used %s, not %s", again.DataDir(), target)
+	}
+	isServer(t, again)
+	exec(again, "DO $$ BEGIN IF (SELECT n FROM kept) IS DISTINCT FROM 42 THEN RAISE 'lost'; END IF; END $$")
+
+	reachable, err := start(t, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Lstat(filepath.Join(reachable.cfg.Dir, "data")); err != nil || !fi.IsDir() {
+		t.Fatalf("a reachable Dir: Dir/data should be a directory: %v, %v", fi, err)
+	}
 }
