@@ -129,6 +129,9 @@ type server struct {
 	log     *slog.Logger
 	metrics *metrics
 	keys    *keyring
+	// readTimeout is the server's Config.ReadTimeout, the bound on reading
+	// a body (see registerWithBody); zero where there is no server.
+	readTimeout time.Duration
 }
 
 // humaConfig is SMQ's Huma configuration: no `$schema` property and no
@@ -153,10 +156,10 @@ func humaConfig() huma.Config {
 // Register registers every SMQ operation on humaAPI, with the auth and
 // metrics middleware they need. It panics if d.Store is nil.
 func Register(humaAPI huma.API, d Deps) {
-	register(humaAPI, d.WithDefaults())
+	register(humaAPI, d.WithDefaults(), 0)
 }
 
-func register(humaAPI huma.API, d Deps) *server {
+func register(humaAPI huma.API, d Deps, readTimeout time.Duration) *server {
 	if d.Store == nil {
 		panic("api: Deps.Store is nil")
 	}
@@ -165,6 +168,8 @@ func register(humaAPI huma.API, d Deps) *server {
 		log:     d.Logger,
 		metrics: newMetrics(d.Registry),
 		keys:    newKeyring(d.Keys),
+
+		readTimeout: readTimeout,
 	}
 	oapi := humaAPI.OpenAPI()
 	if oapi.Components == nil {
@@ -196,7 +201,7 @@ func NewHandler(d Deps, cfg Config) http.Handler {
 	router := chi.NewMux()
 	router.Use(requestID, accessLog(d.Logger), recoverer(d.Logger))
 	humaAPI := humachi.New(router, humaConfig())
-	s := register(humaAPI, d)
+	s := register(humaAPI, d, cfg.ReadTimeout)
 
 	metricsHandler := promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{})
 	if !cfg.PublicMetrics {

@@ -49,7 +49,13 @@ type bodyReader struct {
 // takes its body as RawBody and decodes it in Resolve with readBody. The
 // body is documented as huma.Register documents a Body field of type B in
 // I, so the OpenAPI document is the same as with one.
-func registerWithBody[I, O, B any](a huma.API, op huma.Operation, handler func(context.Context, *I) (*O, error)) {
+//
+// Huma replaces the connection's read deadline, which the server set to
+// ReadTimeout from the request's start, with one BodyReadTimeout from when
+// it reads the body: 5 s by default, which cut off a large batch on a slow
+// link long before the ReadTimeout meant to allow it. readTimeout, the
+// server's ReadTimeout, is that bound instead (Huma's 5 s where it is zero).
+func registerWithBody[I, O, B any](a huma.API, readTimeout time.Duration, op huma.Operation, handler func(context.Context, *I) (*O, error)) {
 	registry := a.OpenAPI().Components.Schemas
 	// Huma names an unnamed Body type after its input: createMessagesInputBody.
 	hint := reflect.TypeFor[I]().Name() + "Body"
@@ -61,7 +67,7 @@ func registerWithBody[I, O, B any](a huma.API, op huma.Operation, handler func(c
 	op.RequestBody = body
 	op.SkipValidateBody = true
 	// Huma's defaults for a Body field; it sets none for a RawBody.
-	op.BodyReadTimeout = cmp.Or(op.BodyReadTimeout, 5*time.Second)
+	op.BodyReadTimeout = cmp.Or(op.BodyReadTimeout, readTimeout, 5*time.Second)
 	op.MaxBodyBytes = cmp.Or(op.MaxBodyBytes, 1<<20)
 	if op.Metadata == nil {
 		op.Metadata = map[string]any{}

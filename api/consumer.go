@@ -165,7 +165,7 @@ func (s *server) registerConsumer(a huma.API) {
 		Errors:      []int{401, 403, 422, 503},
 	}, s.poll)
 
-	registerWithBody[ackInput, countOutput, leaseBody](a, huma.Operation{
+	registerWithBody[ackInput, countOutput, leaseBody](a, s.readTimeout, huma.Operation{
 		OperationID: "ack-messages",
 		Method:      http.MethodPost,
 		Path:        "/v1/messages/ack",
@@ -176,7 +176,7 @@ func (s *server) registerConsumer(a huma.API) {
 		Errors:      []int{400, 401, 403, 409, 422, 503},
 	}, s.ack)
 
-	registerWithBody[nackInput, countOutput, nackBody](a, huma.Operation{
+	registerWithBody[nackInput, countOutput, nackBody](a, s.readTimeout, huma.Operation{
 		OperationID: "nack-messages",
 		Method:      http.MethodPost,
 		Path:        "/v1/messages/nack",
@@ -196,6 +196,8 @@ func (s *server) registerConsumer(a huma.API) {
 		Tags:        []string{"consumer"},
 		Security:    needs(ScopeConsume),
 		Errors:      []int{400, 401, 403, 409, 422, 503},
+		// Zero (no server) is Huma's default; see registerWithBody.
+		BodyReadTimeout: s.readTimeout,
 	}, s.extend)
 
 	huma.Register(a, huma.Operation{

@@ -150,7 +150,7 @@ func (s *server) registerProducer(a huma.API) {
 	schemaOf := func(t reflect.Type) map[string]*huma.MediaType {
 		return map[string]*huma.MediaType{"application/json": {Schema: a.OpenAPI().Components.Schemas.Schema(t, true, "")}}
 	}
-	registerWithBody[createMessageInput, createMessageOutput, MessageIn](a, huma.Operation{
+	registerWithBody[createMessageInput, createMessageOutput, MessageIn](a, s.readTimeout, huma.Operation{
 		OperationID:   "create-message",
 		Method:        http.MethodPost,
 		Path:          "/v1/message",
@@ -167,7 +167,7 @@ func (s *server) registerProducer(a huma.API) {
 		}},
 	}, s.createMessage)
 
-	registerWithBody[createMessagesInput, createMessagesOutput, createMessagesBody](a, huma.Operation{
+	registerWithBody[createMessagesInput, createMessagesOutput, createMessagesBody](a, s.readTimeout, huma.Operation{
 		OperationID:   "create-messages",
 		Method:        http.MethodPost,
 		Path:          "/v1/messages",
@@ -204,6 +204,8 @@ func (s *server) registerProducer(a huma.API) {
 		MaxBodyBytes: s.d.MaxPayload + bodyOverhead,
 		Security:     needs(ScopeProduce),
 		Errors:       []int{400, 401, 403, 404, 409, 413, 422, 503},
+		// Zero (no server) is Huma's default; see registerWithBody.
+		BodyReadTimeout: s.readTimeout,
 	}, s.updateMessage)
 
 	huma.Register(a, huma.Operation{
