@@ -151,8 +151,6 @@ func (s *Server) command(ctx context.Context, name string, args ...string) (*exe
 // (see the package's doc).
 func (s *Server) DataDir() string { return s.data }
 
-func (s *Server) dataDir() string { return s.data }
-
 func (s *Server) logPath() string { return filepath.Join(s.cfg.Dir, "postgres.log") }
 
 func (s *Server) initdb(ctx context.Context) error {
@@ -171,10 +169,10 @@ func (s *Server) initdb(ctx context.Context) error {
 	if err := s.placeData(); err != nil {
 		return err
 	}
-	if _, err := os.Stat(filepath.Join(s.dataDir(), "PG_VERSION")); err == nil {
+	if _, err := os.Stat(filepath.Join(s.DataDir(), "PG_VERSION")); err == nil {
 		return nil
 	}
-	cmd, err := s.command(ctx, "initdb", "-D", s.dataDir(), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-instructions")
+	cmd, err := s.command(ctx, "initdb", "-D", s.DataDir(), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-instructions")
 	if err != nil {
 		return err
 	}
@@ -211,7 +209,7 @@ func (s *Server) placeData() error {
 	}
 	base := filepath.Join(s.home, "smq")
 	if err := os.MkdirAll(base, 0o700); err != nil {
-		return fmt.Errorf("localpg: the postgres user cannot reach %s (no search permission on %s), and its home has no room: %w", s.cfg.Dir, blocked, err)
+		return fmt.Errorf("localpg: the postgres user cannot reach %s (no search permission on %s), and making a directory in its home failed: %w", s.cfg.Dir, blocked, err)
 	}
 	if err := os.Chown(base, int(s.cred.Uid), int(s.cred.Gid)); err != nil {
 		return err
@@ -265,7 +263,7 @@ func (s *Server) Start(ctx context.Context) error {
 	if s.cmd != nil {
 		return errors.New("localpg: already running")
 	}
-	args := []string{"-D", s.dataDir(), "-p", strconv.Itoa(s.cfg.Port), "-c", "listen_addresses=127.0.0.1",
+	args := []string{"-D", s.DataDir(), "-p", strconv.Itoa(s.cfg.Port), "-c", "listen_addresses=127.0.0.1",
 		"-c", "unix_socket_directories=", "-c", "max_connections=" + strconv.Itoa(s.cfg.MaxConnections)}
 	if s.cfg.StatStatements {
 		args = append(args, "-c", "shared_preload_libraries=pg_stat_statements")
@@ -322,7 +320,7 @@ func (s *Server) waitReady(ctx context.Context, exited <-chan struct{}, logStart
 			switch {
 			case err != nil:
 				return fmt.Errorf("localpg: %w", err)
-			case dir != s.dataDir():
+			case dir != s.DataDir():
 				return fmt.Errorf("localpg: port %d is taken, by the server of %s: %w", s.cfg.Port, dir, syscall.EADDRINUSE)
 			}
 			return nil

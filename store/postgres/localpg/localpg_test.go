@@ -68,8 +68,8 @@ func isServer(t *testing.T, s *Server) {
 	if err := conn.QueryRow(context.Background(), "SHOW data_directory").Scan(&dir); err != nil {
 		t.Fatal(err)
 	}
-	if dir != s.dataDir() {
-		t.Fatalf("port %d answers from %s, not %s", s.Port(), dir, s.dataDir())
+	if dir != s.DataDir() {
+		t.Fatalf("port %d answers from %s, not %s", s.Port(), dir, s.DataDir())
 	}
 }
 
