@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"regexp"
 	"slices"
 	"strconv"
@@ -88,7 +89,9 @@ func TestQueriesUseTheirIndexes(t *testing.T) {
 // more than the five times after which PostgreSQL may keep a generic plan,
 // and the table grows. Then, on the store's one connection, every statement
 // it prepared on messages must be planned with its parameters (no generic
-// plan), and its plan for this table must read by index: no sequential scan
+// plan), except the leases and the statements by receipt, which must keep
+// the plan they made on the empty table (keptPlans); and every plan for
+// this table must read by index: no sequential scan
 // of messages, no hash or merge join, rows found by id through the primary
 // key, and the leases' index read only by the janitor's scan in lease
 // order. With PostgreSQL's defaults the cached plans are sequential scans.
@@ -190,19 +193,36 @@ func TestPlansStayKeyedAfterEmptyVacuum(t *testing.T) {
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, len(statements), 10, "the hot paths prepared their statements on the one connection")
 
+	kept := 0
 	for _, p := range statements {
 		sql := strings.Join(strings.Fields(p.sql), " ")
-		require.Zero(t, p.generic, "planned once for all parameters and table sizes:\n%s", sql)
+		// Leases and statements by receipt keep the plan they made, under
+		// keptPlans, on the empty table; the others are planned each time.
+		keep := strings.Contains(sql, "SET status = 'ACQUIRED'") || strings.Contains(sql, "m.lease_token::text = ANY(")
+		if keep {
+			kept++
+			require.Positive(t, p.generic, "a lease or a statement by receipt was planned on every run:\n%s", sql)
+		} else {
+			require.Zero(t, p.generic, "planned once for all parameters and table sizes:\n%s", sql)
+		}
 		args := make([]string, len(p.types))
 		for i, typ := range p.types {
 			v, ok := values[typ]
 			require.True(t, ok, "no value for a parameter of type %s:\n%s", typ, sql)
 			args[i] = "'" + v + "'::" + typ
 		}
-		rows, err := pool.Query(ctx, `EXPLAIN (COSTS OFF) EXECUTE `+p.name+`(`+strings.Join(args, ", ")+`)`)
+		// Under keptPlans, EXPLAIN EXECUTE shows the plan the statement keeps.
+		tx, err := pool.Begin(ctx)
+		require.NoError(t, err)
+		if keep {
+			_, err = tx.Exec(ctx, `SELECT `+postgres.KeptPlans)
+			require.NoError(t, err)
+		}
+		rows, err := tx.Query(ctx, `EXPLAIN (COSTS OFF) EXECUTE `+p.name+`(`+strings.Join(args, ", ")+`)`)
 		require.NoError(t, err, sql)
 		lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
 		require.NoError(t, err, sql)
+		require.NoError(t, tx.Rollback(ctx))
 		plan := strings.Join(lines, "\n")
 		msg := "%s\n%s"
 		require.NotContains(t, plan, "Seq Scan on messages", msg, sql, plan)
@@ -215,5 +235,49 @@ func TestPlansStayKeyedAfterEmptyVacuum(t *testing.T) {
 		if !strings.Contains(sql, "ORDER BY leased_until") {
 			require.NotContains(t, plan, "messages_leased", "reads every lease: "+msg, sql, plan)
 		}
+	}
+	// The local and the other regions' READY rows, due PENDING rows; acks,
+	// nacks and extends by receipt.
+	require.Equal(t, 6, kept, "statements that keep their plan")
+}
+
+// TestManyReceiptsArePlannedWithThem checks that an ack of a few receipts
+// runs the plan its statement keeps, and an ack of many a plan made with
+// them, in which PostgreSQL hashes the receipts' keys: kept, the plan
+// compares every row's key with every receipt's.
+func TestManyReceiptsArePlannedWithThem(t *testing.T) {
+	ctx := context.Background()
+	s, err := postgres.Open(ctx, pgtest.URL(t), postgres.Options{Region: "eu", MaxConns: 1})
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+	b := &bundle{ctx: ctx, store: s}
+	msgs := make([]*store.Message, 30)
+	for i := range msgs {
+		msgs[i] = newMessage("x", time.Now().Add(-time.Minute))
+	}
+	b.insert(t, msgs...)
+	leased := b.poll(t, "x", len(msgs), time.Hour)
+	require.Len(t, leased, len(msgs))
+
+	plans := func() (generic, custom int64) {
+		t.Helper()
+		err := s.Pool().QueryRow(ctx, `SELECT generic_plans, custom_plans FROM pg_prepared_statements
+			WHERE statement LIKE 'DELETE FROM messages%lease_token%'`).Scan(&generic, &custom)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return 0, 0
+		}
+		require.NoError(t, err)
+		return generic, custom
+	}
+	for _, c := range []struct {
+		receipts        int
+		generic, custom int64
+	}{{1, 1, 0}, {8, 2, 0}, {9, 2, 1}, {12, 2, 2}} {
+		_, err := s.MessageAck(ctx, &store.MessageAckParams{Receipts: receipts(leased[:c.receipts])})
+		require.NoError(t, err)
+		leased = leased[c.receipts:]
+		generic, custom := plans()
+		require.Equal(t, [2]int64{c.generic, c.custom}, [2]int64{generic, custom},
+			"generic and custom plans of the ack after one of %d receipts", c.receipts)
 	}
 }

@@ -6,6 +6,10 @@ import (
 	"github.com/smq/smq/store"
 )
 
+// KeptPlans is keptPlans: the settings under which leases and statements
+// by receipt keep one plan.
+const KeptPlans = keptPlans
+
 // MessageCols is messageCols, for tests that select messages themselves.
 const MessageCols = messageCols
 

@@ -242,13 +242,18 @@ func (s *Store) pollRegion(ctx context.Context, p *store.MessagePollParams, regi
 //
 // set_config(…, true) and the statement go in one pipeline, with one Sync,
 // so PostgreSQL runs them in one implicit transaction and the setting ends
-// with it (TestLeaseCommitsWithoutWaitingForTheDisk checks both).
+// with it (TestLeaseCommitsWithoutWaitingForTheDisk checks both). The same
+// prelude lets the lease keep its plan (keptPlans).
 func (s *Store) lease(ctx context.Context, sql string, args ...any) ([]*store.Message, error) {
 	if !s.dialect.AsyncLease {
 		return collectMessages(s.pool.Query(ctx, sql, args...))
 	}
+	prelude := `SELECT set_config('synchronous_commit', 'off', true)`
+	if s.dialect.KeptPlans {
+		prelude += `, ` + keptPlans
+	}
 	b := &pgx.Batch{}
-	b.Queue(`SELECT set_config('synchronous_commit', 'off', true)`)
+	b.Queue(prelude)
 	b.Queue(sql, args...)
 	br := s.pool.SendBatch(ctx, b)
 	defer br.Close()

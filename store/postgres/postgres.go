@@ -102,13 +102,18 @@ type Dialect struct {
 	// disk (see Store.lease): PostgreSQL's synchronous_commit, set for the
 	// lease's transaction alone. CockroachDB has no such setting.
 	AsyncLease bool
+	// KeptPlans tells whether the hot per-message statements may keep one
+	// plan, made with only index reads allowed (see keptPlans): PostgreSQL's
+	// plan_cache_mode and enable_* settings, set for their transaction
+	// alone. CockroachDB plans each statement itself.
+	KeptPlans bool
 }
 
 // DialectFor returns the dialect named name.
 func DialectFor(name string) (Dialect, error) {
 	switch name {
 	case schema.Postgres:
-		return Dialect{Name: name, RegionType: "text", Listen: true, Copy: true, RowID: "ctid", AsyncLease: true}, nil
+		return Dialect{Name: name, RegionType: "text", Listen: true, Copy: true, RowID: "ctid", AsyncLease: true, KeptPlans: true}, nil
 	case schema.Cockroach:
 		return Dialect{Name: name, RegionType: "crdb_internal_region", Listen: false, RowID: "id"}, nil
 	}
@@ -163,6 +168,21 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 	}
 	return s, nil
 }
+
+// keptPlans, run in a transaction before one of the statements a poll or
+// an ack runs for every few messages (the leases, and acks, nacks and
+// extends of a few receipts: see Store.strict), lets PostgreSQL keep one plan for it instead of
+// planning it on every run (see keyedPlans), with sequential and bitmap
+// scans ruled out. Planning a one-message lease cost 0.258 ms against 0.075
+// ms to run it; planning an ack 0.107 ms. Kept, the plan of each of these
+// statements is the one keyedPlans gets from fresh statistics: an index scan
+// in due order (leases) or lookups by primary key (receipts), then rows
+// found by ctid, whatever the table held when it was made, an empty table
+// included; TestPlansStayKeyedAfterEmptyVacuum checks it. The statements
+// that read a range whose size their parameters decide (promotion, the
+// janitor, next due) are still planned with their parameters.
+const keptPlans = `set_config('plan_cache_mode', 'force_generic_plan', true), ` +
+	`set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)`
 
 // keyedPlans has PostgreSQL plan each statement of a new connection with
 // its parameters and the table's current size (plan_cache_mode =
