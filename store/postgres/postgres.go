@@ -180,7 +180,8 @@ func Open(ctx context.Context, url string, opts Options) (*Store, error) {
 // found by ctid, whatever the table held when it was made, an empty table
 // included; TestPlansStayKeyedAfterEmptyVacuum checks it. The statements
 // that read a range whose size their parameters decide (promotion, the
-// janitor, next due) are still planned with their parameters.
+// janitor, next due) are still planned with their parameters. The settings
+// hold for these transactions whatever the connection's URL sets.
 const keptPlans = `set_config('plan_cache_mode', 'force_generic_plan', true), ` +
 	`set_config('enable_seqscan', 'off', true), set_config('enable_bitmapscan', 'off', true)`
 
