@@ -349,12 +349,43 @@ func (r *report) w2(m *md) {
 			if t.PerSync > 0 {
 				perSync, syncMean = fmt.Sprintf("%.1f", t.PerSync), ms(t.SyncMean)
 			}
-			rows = append(rows, append(append(row, perSync, syncMean), cores(t.CPU)...))
+			rows = append(rows, append(append(row, perSync, syncMean, micros(cpuPerOp(t.CPU, t.Rate))), cores(t.CPU)...))
 		}
 	}
-	m.table(append([]string{"system", "callers", "creates/s", "p50 ms", "p99 ms", "429s", "vs River Insert", "vs plain INSERT", "creates per fsync", "ms per fsync"}, coreHeaders...), rows)
+	m.table(append([]string{"system", "callers", "creates/s", "p50 ms", "p99 ms", "429s", "vs River Insert", "vs plain INSERT", "creates per fsync", "ms per fsync", "CPU µs per create"}, coreHeaders...), rows)
 	m.p(coresNote, r.machine.CPUs)
 	m.p("")
+	m.p("*CPU µs per create* is the CPU that smq, PostgreSQL and the bench process spent together per create: their cores over the rate. The load generator, the queue and the database share the machine's cores, so that figure caps the rate whatever the waits:")
+	m.p("")
+	for _, c := range w2Concurrency {
+		s, river := res.throughput[sysSMQWAL][c], res.throughput[sysRiver][c]
+		per, riverPer := cpuPerOp(s.CPU, s.Rate), cpuPerOp(river.CPU, river.Rate)
+		if c == 1 || per <= 0 || riverPer <= 0 || r.machine.CPUs <= 0 {
+			continue
+		}
+		ceiling := float64(r.machine.CPUs) / per.Seconds()
+		m.p("- **%d callers:** a durable create took %s µs (River's `Insert` %s µs). At that cost %d cores make at most %s creates/s with every core busy, ×%.2f River's rate in this run, against the ×4 of the target.",
+			c, micros(per), micros(riverPer), r.machine.CPUs, rate(ceiling), ceiling/river.Rate)
+	}
+	m.p("")
+}
+
+// cpuPerOp is the CPU that smq, PostgreSQL and the bench process spent
+// together per op at rate ops a second, over the run c measured.
+func cpuPerOp(c cpuSplit, rate float64) time.Duration {
+	if c.Wall <= 0 || rate <= 0 {
+		return 0
+	}
+	cores := (c.SMQ + c.Postgres + c.Bench).Seconds() / c.Wall.Seconds()
+	return time.Duration(cores / rate * float64(time.Second))
+}
+
+// micros writes d in whole µs, or nothing for 0.
+func micros(d time.Duration) string {
+	if d <= 0 {
+		return ""
+	}
+	return fmt.Sprintf("%.0f", d.Seconds()*1e6)
 }
 
 func (r *report) w3(m *md) {

@@ -3,6 +3,7 @@ package bench
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // The report of a run with nothing measured but one profile shows that
@@ -23,5 +24,29 @@ func TestReportShowsStatements(t *testing.T) {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q", want)
 		}
+	}
+}
+
+// Workload 2's table gives each row's CPU per create, all processes
+// together, and says what rate that cost allows on the machine's cores.
+func TestReportBoundsCreatesByCPU(t *testing.T) {
+	res := newResults()
+	sec := time.Second
+	res.throughput[sysSMQWAL] = map[int]tput{16: {Rate: 15000, CPU: cpuSplit{SMQ: sec, Postgres: 150 * time.Millisecond, Bench: 350 * time.Millisecond, Other: sec, Wall: sec}}}
+	res.throughput[sysRiver] = map[int]tput{16: {Rate: 5000, CPU: cpuSplit{Postgres: 1200 * time.Millisecond, Bench: 600 * time.Millisecond, Wall: sec}}}
+	md := (&report{res: res, machine: machine{CPUs: 2}}).markdown()
+	for _, want := range []string{
+		"| SMQ (WAL) | 16 | 15000 |",
+		"| 100 | 1.00 | 0.15 | 0.35 | 1.00 |",
+		"| River | 16 | 5000 |",
+		"| 360 | 0.00 | 1.20 | 0.60 | 0.00 |",
+		"- **16 callers:** a durable create took 100 µs (River's `Insert` 360 µs). At that cost 2 cores make at most 20000 creates/s with every core busy, ×4.00 River's rate in this run",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("report lacks %q", want)
+		}
+	}
+	if t.Failed() {
+		t.Log(md)
 	}
 }
