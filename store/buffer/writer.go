@@ -18,7 +18,12 @@ const defaultTrimIdle = time.Second
 
 // writer is the group committer. It does not linger for more records: a
 // write takes whatever queued during the previous one, which measured
-// better than waiting (FINDINGS.md).
+// better than waiting (FINDINGS.md). A smarter wait was tried too: when
+// fewer callers queued than half the last group answered, wait for them,
+// at most as long as the last commit took. At 16 callers over HTTP it
+// raised creates per fsync from 5.8 to 6.7, but not the rate beyond the
+// host's noise (6 alternated pairs of workload 2: +20%, -1%, -4%, -1%,
+// +55%, -4%), so it is not here.
 func (w *WAL) writer() {
 	defer close(w.writerDone)
 	idle := time.NewTimer(time.Hour)
