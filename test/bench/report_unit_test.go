@@ -14,16 +14,24 @@ func TestReportShowsStatements(t *testing.T) {
 		{Query: "UPDATE messages m SET status = 'ACQUIRED' WHERE m.id::text || m.lease_token::text = ANY($1) " + strings.Repeat("x", 200), Calls: 601, Rows: 100000, TotalMs: 5003},
 		{Query: "commit", Calls: 1000, TotalMs: 4.7},
 	}}}
-	md := (&report{res: res}).markdown()
-	for _, want := range []string{
+	reportHas(t, (&report{res: res}).markdown(),
 		"| statement | calls | rows | total ms | µs per row |",
 		"| `UPDATE messages m SET status = 'ACQUIRED' WHERE m.id::text \\|\\| m.lease_token::text = ANY($1) xxxx",
 		"…` | 601 | 100000 | 5003 | 50.0 |",
 		"| `commit` | 1000 | 0 | 5 |  |",
-	} {
+	)
+}
+
+// reportHas fails t for each of wants that md lacks, and then shows md.
+func reportHas(t *testing.T, md string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
 		if !strings.Contains(md, want) {
 			t.Errorf("report lacks %q", want)
 		}
+	}
+	if t.Failed() {
+		t.Log(md)
 	}
 }
 
@@ -34,19 +42,11 @@ func TestReportBoundsCreatesByCPU(t *testing.T) {
 	sec := time.Second
 	res.throughput[sysSMQWAL] = map[int]tput{16: {Rate: 15000, CPU: cpuSplit{SMQ: sec, Postgres: 150 * time.Millisecond, Bench: 350 * time.Millisecond, Other: sec, Wall: sec}}}
 	res.throughput[sysRiver] = map[int]tput{16: {Rate: 5000, CPU: cpuSplit{Postgres: 1200 * time.Millisecond, Bench: 600 * time.Millisecond, Wall: sec}}}
-	md := (&report{res: res, machine: machine{CPUs: 2}}).markdown()
-	for _, want := range []string{
+	reportHas(t, (&report{res: res, machine: machine{CPUs: 2}}).markdown(),
 		"| SMQ (WAL) | 16 | 15000 |",
 		"| 100 | 1.00 | 0.15 | 0.35 | 1.00 |",
 		"| River | 16 | 5000 |",
 		"| 360 | 0.00 | 1.20 | 0.60 | 0.00 |",
 		"- **16 callers:** a durable create took 100 µs (River's `Insert` 360 µs). At that cost 2 cores make at most 20000 creates/s with every core busy, ×4.00 River's rate in this run",
-	} {
-		if !strings.Contains(md, want) {
-			t.Errorf("report lacks %q", want)
-		}
-	}
-	if t.Failed() {
-		t.Log(md)
-	}
+	)
 }
