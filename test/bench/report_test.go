@@ -355,7 +355,7 @@ func (r *report) w2(m *md) {
 	m.table(append([]string{"system", "callers", "creates/s", "p50 ms", "p99 ms", "429s", "vs River Insert", "vs plain INSERT", "creates per fsync", "ms per fsync", "CPU µs per create"}, coreHeaders...), rows)
 	m.p(coresNote, r.machine.CPUs)
 	m.p("")
-	m.p("*CPU µs per create* is the CPU that smq, PostgreSQL and the bench process spent together per create: their cores over the rate. The load generator, the queue and the database share the machine's cores, so that figure caps the rate whatever the waits:")
+	m.p("*CPU µs per create* is the CPU that smq, PostgreSQL and the bench process spent together per create: their cores over the rate. The load generator, the queue and the database share the machine's cores, so at that cost no wait made shorter could lift the rate above cores ÷ CPU per create (part of the cost is fixed per second and would shrink a little per create at a higher rate):")
 	m.p("")
 	for _, c := range w2Concurrency {
 		s, river := res.throughput[sysSMQWAL][c], res.throughput[sysRiver][c]
