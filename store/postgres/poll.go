@@ -230,6 +230,13 @@ func (s *Store) pollRegion(ctx context.Context, p *store.MessagePollParams, regi
 	return msgs, nil
 }
 
+// asyncCommit is the prelude of a lease where the dialect allows it (see
+// lease); asyncCommitKeptPlans the same with keptPlans.
+const (
+	asyncCommit          = `SELECT set_config('synchronous_commit', 'off', true)`
+	asyncCommitKeptPlans = asyncCommit + `, ` + keptPlans
+)
+
 // lease runs a statement that leases messages and returns them. Where the
 // dialect allows it (Dialect.AsyncLease: PostgreSQL), its commit does not wait for the WAL to reach the disk
 // (synchronous_commit off, for this transaction only): a lease lost in a
@@ -248,9 +255,9 @@ func (s *Store) lease(ctx context.Context, sql string, args ...any) ([]*store.Me
 	if !s.dialect.AsyncLease {
 		return collectMessages(s.pool.Query(ctx, sql, args...))
 	}
-	prelude := `SELECT set_config('synchronous_commit', 'off', true)`
+	prelude := asyncCommit
 	if s.dialect.KeptPlans {
-		prelude += `, ` + keptPlans
+		prelude = asyncCommitKeptPlans
 	}
 	b := &pgx.Batch{}
 	b.Queue(prelude)
