@@ -17,6 +17,10 @@ type report struct {
 	command           string
 }
 
+// createsVsRiver is issue 7's target for durable single creates: this
+// many times River's Insert rate at the same concurrency.
+const createsVsRiver = 4.0
+
 // target is one goal of issues 3, 4 and 7 with its measured figure.
 type target struct {
 	Issue   string
@@ -78,8 +82,8 @@ func (r *report) targets() []target {
 	for _, c := range []int{16, 64} {
 		s, ok := res.throughput[sysSMQWAL][c]
 		p, okp := res.throughput[sysRiver][c]
-		add("7", fmt.Sprintf("durable single create ≥ 4× River Insert at concurrency %d", c),
-			fmt.Sprintf("%s/s vs %s/s = %s", rate(s.Rate), rate(p.Rate), ratio(s.Rate, p.Rate)), ok && okp, s.Rate >= 4*p.Rate,
+		add("7", fmt.Sprintf("durable single create ≥ %g× River Insert at concurrency %d", createsVsRiver, c),
+			fmt.Sprintf("%s/s vs %s/s = %s", rate(s.Rate), rate(p.Rate), ratio(s.Rate, p.Rate)), ok && okp, s.Rate >= createsVsRiver*p.Rate,
 			w2Profile(sysSMQWAL, c))
 	}
 	{
@@ -364,8 +368,8 @@ func (r *report) w2(m *md) {
 			continue
 		}
 		ceiling := float64(r.machine.CPUs) / per.Seconds()
-		m.p("- **%d callers:** a durable create took %s µs (River's `Insert` %s µs). At that cost %d cores make at most %s creates/s with every core busy, ×%.2f River's rate in this run, against the ×4 of the target.",
-			c, micros(per), micros(riverPer), r.machine.CPUs, rate(ceiling), ceiling/river.Rate)
+		m.p("- **%d callers:** a durable create took %s µs (River's `Insert` %s µs). At that cost %d cores make at most %s creates/s with every core busy, ×%.2f River's rate in this run, against the ×%g of the target.",
+			c, micros(per), micros(riverPer), r.machine.CPUs, rate(ceiling), ceiling/river.Rate, createsVsRiver)
 	}
 	m.p("")
 }
