@@ -53,7 +53,12 @@ type ActivityConfig struct {
 	// counts. Defaults to 5 minutes.
 	RunFor time.Duration
 	// PromoteLimit is the most messages one promotion pass makes ready.
-	// Defaults to 10,000.
+	// Defaults to 10,000. Smaller passes hold fewer row locks for the
+	// polls that claim due rows themselves to skip, but on the bench's
+	// burst (100,000 due in one second) 2,000 did not make the burst
+	// pollable sooner: 1,921 ms against 1,875 on average over 8
+	// alternated runs of each. Burst lateness p99 improved in 6 of the 8
+	// pairs (medians 884 and 1,078 ms), within this machine's noise.
 	PromoteLimit int
 	// MaxIdle is the longest the scheduler sleeps without checking the
 	// database, whatever the next due time. Defaults to 30 seconds.
