@@ -427,7 +427,7 @@ func (r *report) w4(m *md) {
 	res := r.res
 	m.p("## 4. Delivery lateness")
 	m.p("")
-	m.p("Two runs per system: %d messages due evenly over %s (created %s ahead), then a burst of %d due within one second (created %s ahead). Each system's table is analyzed once loaded. Lateness = the time a consumer got the message − its scheduled time. A message not received within %s of a run's last due time counts as later than that (\"> …\"). \"All pollable\" (SMQ only) is when the channel has no PENDING row left among those due (an `EXISTS` query every 5 ms).", w4Spread, w4SpreadOver, w4SpreadLead, w4Burst, w4BurstLead, w4Bound)
+	m.p("Two runs per system: %d messages due evenly over %s (created %s ahead), then a burst of %d due within one second (created %s ahead). Each system's table is analyzed once loaded. Lateness = the time a consumer got the message − its scheduled time. A message not received within %s of a run's last due time counts as later than that (\"> …\"). \"All pollable\" (SMQ only) is when the channel has no PENDING row left among those due (a query every 5 ms for the earliest such row, reading the index on from the one the last query found).", w4Spread, w4SpreadOver, w4SpreadLead, w4Burst, w4BurstLead, w4Bound)
 	m.p("")
 	smq := res.lateness[sysSMQWAL]
 	for _, phase := range []struct {
