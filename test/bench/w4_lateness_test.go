@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -217,25 +216,9 @@ func (b *bench) smqLateness(n *smqNode, channel string, plan latenessPlan, profi
 		defer close(readyDone)
 		time.Sleep(time.Until(plan.t0))
 		// Not ctx: the last receipt may come before this sees no row left.
-		// The range on scheduled_at keeps the query on the rows due, however
-		// many future rows the table holds. Each probe reads the index from
-		// the earliest PENDING row the last one found, not from the start
-		// of the plan: the entries of the rows made READY before it stay in
-		// messages_pending_due until a vacuum, and an EXISTS that stepped
-		// over them again on every probe took 0.38-1.11 ms of PostgreSQL
-		// each time, during the burst it was timing; this takes 0.07-0.11
-		// ms (pg_stat_statements, 5 alternated runs). A row can go back to
-		// PENDING (a lease recovered) only later, due no earlier than then,
-		// so the cursor is also kept no later than the probe's now().
-		from := plan.t0.Add(-time.Second)
+		probe := pendingProbe{db: b.smqDB, channel: channel, from: plan.t0.Add(-time.Second), end: plan.end().Add(time.Second)}
 		err := waitFor(b.ctx, plan.over+w4Bound, 5*time.Millisecond, func() (bool, error) {
-			err := b.smqDB.QueryRow(b.ctx, `SELECT least(scheduled_at, now()) FROM messages WHERE status = 'PENDING' AND region = $1
-				AND scheduled_at >= $2 AND scheduled_at <= $3 AND channel = $4 ORDER BY scheduled_at LIMIT 1`,
-				smqRegion, from, plan.end().Add(time.Second), channel).Scan(&from)
-			if errors.Is(err, pgx.ErrNoRows) {
-				return true, nil
-			}
-			return false, err
+			return probe.none(b.ctx)
 		})
 		if err == nil {
 			ready, readyOK = time.Since(plan.t0), true
