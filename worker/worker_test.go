@@ -28,11 +28,7 @@ import (
 
 // TestMain runs without pgtest.Run's leak check: the Temporal server these
 // tests embed leaves goroutines of its own behind when it stops.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	pgtest.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(pgtest.RunUnchecked(m)) }
 
 func testLogger(t *testing.T) *slog.Logger {
 	if os.Getenv("SMQ_TEST_DEBUG") == "" {

@@ -15,11 +15,7 @@ import (
 // TestMain stops the PostgreSQL that pgtest may start for TestPendingProbe,
 // without pgtest.Run's leak check: TestBench's River clients leave
 // goroutines of their own behind.
-func TestMain(m *testing.M) {
-	code := m.Run()
-	pgtest.Stop()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(pgtest.RunUnchecked(m)) }
 
 // The probe of "all pollable" sees every PENDING row of the plan's range,
 // including one that goes back to PENDING behind its cursor, and ignores

@@ -54,6 +54,15 @@ func Run(m *testing.M, leakOpts ...goleak.Option) int {
 	return code
 }
 
+// RunUnchecked is Run without the leak check, for the packages whose tests
+// leave goroutines of a library behind (an embedded Temporal server, River):
+// call it from TestMain as os.Exit(pgtest.RunUnchecked(m)).
+func RunUnchecked(m *testing.M) int {
+	code := m.Run()
+	Stop()
+	return code
+}
+
 // Stop stops the server this process started, if any.
 func Stop() {
 	if started != nil {
