@@ -453,7 +453,7 @@ func TestAccessLogLine(t *testing.T) {
 			require.Equal(t, v, line[k], "%s in %s", k, lines[i])
 		}
 		source := line["source"].(map[string]any)
-		require.Contains(t, source["function"], "api.NewHandler.accessLog")
+		require.Contains(t, source["function"], "api.logRequest")
 		require.True(t, strings.HasSuffix(source["file"].(string), "api/middleware.go"), "source %v", source)
 	}
 }

@@ -159,43 +159,50 @@ func accessLog(log *slog.Logger) func(http.Handler) http.Handler {
 			start := time.Now()
 			sw := &statusWriter{ResponseWriter: w}
 			next.ServeHTTP(sw, r)
-			ctx := r.Context()
-			level := slog.LevelInfo
-			if sw.status >= 500 {
-				level = slog.LevelWarn
-			}
-			if !h.Enabled(ctx, level) {
-				return
-			}
-			attrs := make([]slog.Attr, 0, 9)
-			attrs = append(attrs,
-				slog.String("method", r.Method),
-				slog.String("path", r.URL.Path),
-				slog.Int("status", sw.status),
-				slog.Int64("bytes", sw.bytes),
-				slog.Duration("duration", time.Since(start)),
-				slog.String("remote", r.RemoteAddr),
-			)
-			info := infoFrom(ctx)
-			if info != nil && info.operation != "" {
-				attrs = append(attrs, slog.String("operation", info.operation))
-			}
-			if info != nil && info.key != "" {
-				attrs = append(attrs, slog.String("key", info.key))
-			}
-			if info != nil && info.id != "" {
-				attrs = append(attrs, slog.String("request_id", info.id))
-			}
-			if pc.Load() == 0 {
-				var pcs [1]uintptr
-				runtime.Callers(1, pcs[:])
-				pc.Store(pcs[0])
-			}
-			rec := slog.NewRecord(time.Now(), level, "request", pc.Load())
-			rec.AddAttrs(attrs...)
-			_ = h.Handle(ctx, rec)
+			logRequest(h, &pc, r, sw, start)
 		})
 	}
+}
+
+// logRequest writes the access-log line of r, if h takes its level. It is
+// a function of its own so that a CPU profile tells the line's cost from
+// the request's (test/bench reports it).
+func logRequest(h slog.Handler, pc *atomic.Uintptr, r *http.Request, sw *statusWriter, start time.Time) {
+	ctx := r.Context()
+	level := slog.LevelInfo
+	if sw.status >= 500 {
+		level = slog.LevelWarn
+	}
+	if !h.Enabled(ctx, level) {
+		return
+	}
+	attrs := make([]slog.Attr, 0, 9)
+	attrs = append(attrs,
+		slog.String("method", r.Method),
+		slog.String("path", r.URL.Path),
+		slog.Int("status", sw.status),
+		slog.Int64("bytes", sw.bytes),
+		slog.Duration("duration", time.Since(start)),
+		slog.String("remote", r.RemoteAddr),
+	)
+	info := infoFrom(ctx)
+	if info != nil && info.operation != "" {
+		attrs = append(attrs, slog.String("operation", info.operation))
+	}
+	if info != nil && info.key != "" {
+		attrs = append(attrs, slog.String("key", info.key))
+	}
+	if info != nil && info.id != "" {
+		attrs = append(attrs, slog.String("request_id", info.id))
+	}
+	if pc.Load() == 0 {
+		var pcs [1]uintptr
+		runtime.Callers(1, pcs[:])
+		pc.Store(pcs[0])
+	}
+	rec := slog.NewRecord(time.Now(), level, "request", pc.Load())
+	rec.AddAttrs(attrs...)
+	_ = h.Handle(ctx, rec)
 }
 
 // recoverer turns a handler's panic into a 500 problem (when nothing was

@@ -242,7 +242,7 @@ var profileAreas = []struct{ label, fn string }{
 	{"… Huma: validating the body against its schema (`huma.validateBody`)", "github.com/danielgtaylor/huma/v2.validateBody"},
 	{"… Huma: decoding the body into the input struct (`huma.(*api).Unmarshal`)", "github.com/danielgtaylor/huma/v2.(*api).Unmarshal"},
 	{"… Huma: encoding the response (`huma.writeResponse`)", "github.com/danielgtaylor/huma/v2.writeResponse"},
-	{"… access-log lines (`slog.(*Logger).LogAttrs`)", "log/slog.(*Logger).LogAttrs"},
+	{"… access-log lines (`api.logRequest`)", "github.com/smq/smq/api.logRequest"},
 	{"… writing responses (`net/http.(*response).finishRequest`)", "net/http.(*response).finishRequest"},
 	{"WAL append (`buffer.(*WAL).Append`)", "github.com/smq/smq/store/buffer.(*WAL).Append"},
 	{"Badger's write loop (`badger.(*DB).writeRequests`)", "github.com/dgraph-io/badger/v4.(*DB).writeRequests"},
