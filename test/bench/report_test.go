@@ -368,8 +368,15 @@ func (r *report) w2(m *md) {
 			continue
 		}
 		ceiling := float64(r.machine.CPUs) / per.Seconds()
-		m.p("- **%d callers:** a durable create took %s µs (River's `Insert` %s µs). At that cost %d cores make at most %s creates/s with every core busy, ×%.2f River's rate in this run, against the ×%g of the target.",
+		line := fmt.Sprintf("- **%d callers:** a durable create took %s µs (River's `Insert` %s µs). At that cost %d cores make at most %s creates/s with every core busy, ×%.2f River's rate in this run, against the ×%g of the target.",
 			c, micros(per), micros(riverPer), r.machine.CPUs, rate(ceiling), ceiling/river.Rate, createsVsRiver)
+		if s.PerSync > 0 && s.SyncMean > 0 {
+			// The writer is one goroutine: its group writes, one after
+			// the other, took this share of the run.
+			busy := s.Rate / s.PerSync * s.SyncMean.Seconds()
+			line += fmt.Sprintf(" The WAL's writer, which makes the group writes one at a time, was in one %.0f%% of the run.", 100*busy)
+		}
+		m.p("%s", line)
 	}
 	m.p("")
 }
