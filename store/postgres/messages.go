@@ -445,12 +445,15 @@ const leased = `m.status || '' = 'ACQUIRED'`
 
 // leasedBy is the condition that a row of messages m is ACQUIRED under one
 // of the receipts passed as receiptArrays' ids (the uuid[] parameter ids)
-// and keys (the text[] parameter keys). A key is the receipt's id and token
-// in their text form, which has a fixed length, so a row matches a key
-// exactly when its (id, lease_token) pair is a receipt's: the pairs are
-// matched in one hashed lookup per row, with no join to plan.
+// and keys (the text[] parameter keys), and that the lease has not expired.
+// A key is the receipt's id and token in their text form, which has a fixed
+// length, so a row matches a key exactly when its (id, lease_token) pair is
+// a receipt's: the pairs are matched in one hashed lookup per row, with no
+// join to plan. An expired lease is refused whether or not the janitor has
+// swept it yet, so that what a late consumer is told does not depend on
+// when the janitor last ran.
 func leasedBy(ids, keys string) string {
-	return byIDs(ids) + ` AND ` + leased + ` AND m.id::text || m.lease_token::text = ANY(` + keys + `::text[])`
+	return byIDs(ids) + ` AND ` + leased + ` AND m.leased_until > now() AND m.id::text || m.lease_token::text = ANY(` + keys + `::text[])`
 }
 
 // hashedReceipts is the fewest receipts that strict leaves to a custom
@@ -542,6 +545,13 @@ func countChannels(ctx context.Context, q querier, counts store.Counts, sql stri
 // explicit delay (NULL for the backoff), $2 backoff base seconds, $3 factor,
 // $4 cap seconds, $5 the error to record. Every expression reads the row as
 // it was before the update.
+//
+// The backoff, base × factor^(attempts-1) up to the cap, is worked out in
+// logarithms with the exponent capped first: power() itself overflows
+// float8 past about 1,024 doublings, and the error would fail the whole
+// UPDATE, a janitor's recovery of every expired lease of the region with
+// it. Attempts grow without bound on a dead-letter channel, where a
+// message is never dead-lettered again.
 func retrySQL(where string) string {
 	const dead = `(m.attempts >= m.max_attempts AND m.channel NOT LIKE '%` + store.DLQSuffix + `')`
 	return `UPDATE messages m SET
@@ -551,7 +561,9 @@ func retrySQL(where string) string {
 		dedup_key = CASE WHEN ` + dead + ` THEN NULL ELSE m.dedup_key END,
 		attempts = CASE WHEN ` + dead + ` THEN 0 ELSE m.attempts END,
 		scheduled_at = CASE WHEN ` + dead + ` THEN now() ELSE now() + coalesce($1::interval,
-			make_interval(secs => least($4::float8, $2::float8 * power($3::float8, greatest(m.attempts - 1, 0))) * (0.5 + random() / 2))) END,
+			make_interval(secs => least($4::float8, $2::float8 * exp(least(
+				ln(greatest($3::float8, 1)) * greatest(m.attempts - 1, 0),
+				ln(greatest($4::float8 / greatest($2::float8, 1e-6), 1))))) * (0.5 + random() / 2))) END,
 		lease_token = NULL, leased_until = NULL, acquired_at = NULL,
 		last_error = $5, updated_at = now()
 	WHERE ` + where + `
@@ -565,15 +577,18 @@ func retryArgs(delay *time.Duration, reason string, b store.Backoff) []any {
 
 // retry runs retrySQL(where) and counts what it did by the channel each
 // message was polled from, dead-lettered messages included and also counted
-// in dead, waking the channels and regions it touched.
-func (s *Store) retry(ctx context.Context, q querier, where string, args []any) (counts store.Counts, dead int, err error) {
+// in dead. It returns the wake-up topics of the channels and regions it
+// touched, for the caller to notify once the change is committed: sent
+// from inside q's transaction, the notify would need a second connection
+// of the pool while holding one (and, with every connection so held, wait
+// for ever), and could wake a waiter before the change is visible.
+func (s *Store) retry(ctx context.Context, q querier, where string, args []any) (counts store.Counts, dead int, wake []string, err error) {
 	rows, err := q.Query(ctx, retrySQL(where), args...)
 	if err != nil {
-		return nil, 0, mapErr(err)
+		return nil, 0, nil, mapErr(err)
 	}
 	var (
 		channel, status, region string
-		wake                    []string
 		dlqChannels             []string
 	)
 	counts = store.Counts{}
@@ -593,16 +608,15 @@ func (s *Store) retry(ctx context.Context, q querier, where string, args []any) 
 		return nil
 	})
 	if err != nil {
-		return nil, 0, mapErr(err)
+		return nil, 0, nil, mapErr(err)
 	}
 	if len(dlqChannels) > 0 {
 		slices.Sort(dlqChannels)
 		if _, err := q.Exec(ctx, `INSERT INTO channels (name) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING`, slices.Compact(dlqChannels)); err != nil {
-			return nil, 0, mapErr(err)
+			return nil, 0, nil, mapErr(err)
 		}
 	}
-	s.notify(ctx, wake)
-	return counts, dead, nil
+	return counts, dead, wake, nil
 }
 
 // MessageNack implements store.Store.
@@ -610,17 +624,22 @@ func (s *Store) MessageNack(ctx context.Context, p *store.MessageNackParams) (st
 	args := retryArgs(p.Delay, p.Reason, p.Backoff)
 	if len(p.Receipts) > 0 {
 		ids, keys := receiptArrays(p.Receipts)
-		var counts store.Counts
+		var (
+			counts store.Counts
+			wake   []string
+		)
 		_, err := s.strict(ctx, len(ids), func(tx pgx.Tx) (n int, err error) {
-			counts, _, err = s.retry(ctx, tx, leasedBy("$6", "$7"), append(args, ids, keys))
+			counts, _, wake, err = s.retry(ctx, tx, leasedBy("$6", "$7"), append(args, ids, keys))
 			return counts.Total(), err
 		})
 		if err != nil {
 			return nil, err
 		}
+		s.notify(ctx, wake)
 		return counts, nil
 	}
-	counts, _, err := s.retry(ctx, s.pool, byIDs("$6")+` AND `+leased, append(args, rawUUIDs(p.IDs)))
+	counts, _, wake, err := s.retry(ctx, s.pool, byIDs("$6")+` AND `+leased, append(args, rawUUIDs(p.IDs)))
+	s.notify(ctx, wake)
 	return counts, err
 }
 
@@ -700,9 +719,10 @@ func (s *Store) MessageNextDue(ctx context.Context, region string) (time.Time, e
 // MessageRecover implements store.Store.
 func (s *Store) MessageRecover(ctx context.Context, p *store.MessageRecoverParams) (*store.Recovered, error) {
 	args := append(retryArgs(nil, "lease expired", p.Backoff), cmp.Or(p.Region, s.opts.Region), p.Limit)
-	counts, dead, err := s.retry(ctx, s.pool, s.lockedRows(`FROM messages
+	counts, dead, wake, err := s.retry(ctx, s.pool, s.lockedRows(`FROM messages
 		WHERE status = 'ACQUIRED' AND region = $6::`+s.dialect.RegionType+` AND leased_until < now()
 		ORDER BY leased_until LIMIT $7 FOR UPDATE SKIP LOCKED`), args)
+	s.notify(ctx, wake)
 	if err != nil {
 		return nil, err
 	}
