@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	neturl "net/url"
 	"strings"
 	"testing"
 	"time"
@@ -447,4 +448,45 @@ func TestFlushCancelledMidCommit(t *testing.T) {
 	_, err = s.MessageGet(ctx, msgs[0].ID)
 	require.ErrorIs(t, err, store.ErrNotFound, "an acked message came back")
 	require.Equal(t, len(msgs)-1, count())
+}
+
+// A flush by COPY decides what is due by the database's clock, as the
+// scheduler and the polls do. The database here runs an hour behind the
+// node: now() resolves to a function of a schema searched before
+// pg_catalog. A message due half an hour ago by the node's clock is not
+// due yet by the database's, and must not be READY.
+func TestCopyDueByTheDatabaseClock(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.URL(t)
+	conn, err := pgx.Connect(ctx, url)
+	require.NoError(t, err)
+	_, err = conn.Exec(ctx, `CREATE SCHEMA slow;
+		CREATE FUNCTION slow.now() RETURNS timestamptz LANGUAGE sql STABLE AS $$ SELECT pg_catalog.now() - interval '1 hour' $$`)
+	require.NoError(t, err)
+	require.NoError(t, conn.Close(ctx))
+	u, err := neturl.Parse(url)
+	require.NoError(t, err)
+	q := u.Query()
+	q.Set("search_path", "slow,public,pg_catalog") // a runtime parameter to pgx
+	u.RawQuery = q.Encode()
+	s, err := postgres.Open(ctx, u.String(), postgres.Options{Region: "eu", CopyMin: 1})
+	require.NoError(t, err)
+	t.Cleanup(s.Close)
+
+	for _, node := range []string{"", "n1"} {
+		early, due := newMessage("c", time.Now().Add(-30*time.Minute)), newMessage("c", time.Now().Add(-2*time.Hour))
+		p := &store.MessageInsertManyParams{Messages: []*store.Message{early, due}}
+		if node != "" {
+			p.Node, p.Seq, p.Seqs = node, 2, []uint64{1, 2}
+		}
+		res, err := s.MessageInsertMany(ctx, p)
+		require.NoError(t, err)
+		require.Equal(t, 2, res.Inserted)
+		got, err := s.MessageGet(ctx, early.ID)
+		require.NoError(t, err)
+		require.Equal(t, store.StatusPending, got.Status, "node %q: due by the node's clock only", node)
+		got, err = s.MessageGet(ctx, due.ID)
+		require.NoError(t, err)
+		require.Equal(t, store.StatusReady, got.Status, "node %q", node)
+	}
 }

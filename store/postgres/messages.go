@@ -126,7 +126,9 @@ var copySQL = `COPY messages (` + strings.Join(copyColumns, ", ") + `) FROM STDI
 
 // copyMany writes p by COPY in a transaction with the channels and the
 // watermark, and wakes the channels and regions it fed. A due message is
-// READY by this node's clock.
+// READY by the database's clock, the one every other statement compares
+// scheduled_at with: by the node's, a node whose clock ran ahead would make
+// messages READY, and deliverable, before they are due.
 func (s *Store) copyMany(ctx context.Context, p *store.MessageInsertManyParams) (int, error) {
 	tx, err := s.pool.Begin(ctx)
 	if err != nil {
@@ -134,14 +136,16 @@ func (s *Store) copyMany(ctx context.Context, p *store.MessageInsertManyParams) 
 	}
 	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
 	msgs := p.Messages
+	var now time.Time
 	if p.Node != "" {
 		var mark int64
-		if err := tx.QueryRow(ctx, flushLockSQL, p.Node).Scan(&mark); err != nil {
+		if err := tx.QueryRow(ctx, flushLockSQL+`, now()`, p.Node).Scan(&mark, &now); err != nil {
 			return 0, err
 		}
 		msgs = unflushed(p, mark)
+	} else if err := tx.QueryRow(ctx, `SELECT now()`).Scan(&now); err != nil {
+		return 0, err
 	}
-	now := time.Now()
 	// The (status, channel, region) triples the batch feeds, for the
 	// channels table and the wake-ups.
 	type target struct {
