@@ -43,7 +43,7 @@ type listChannelsOutput struct {
 }
 
 type pollInput struct {
-	Channel           string `path:"channel" pattern:"^[A-Za-z0-9._-]{1,128}$" doc:"The channel to poll." example:"billing"`
+	Channel           string `path:"channel" pattern:"^[A-Za-z0-9._-]{1,128}(\\.DLQ)?$" doc:"The channel to poll: a channel's name, or that name and .DLQ for its dead-letter channel." example:"billing"`
 	Max               int    `query:"max" minimum:"1" maximum:"10000" default:"1000" doc:"Most messages to lease."`
 	VisibilityTimeout int    `query:"visibility_timeout" minimum:"1" maximum:"43200" default:"30" doc:"Lease length in seconds (1 s to 12 h)."`
 	Wait              int    `query:"wait" minimum:"0" maximum:"20" default:"0" doc:"Long poll: seconds to wait for a message when none is ready (0 to 20)."`
@@ -130,7 +130,7 @@ type countOutput struct {
 }
 
 type channelInput struct {
-	Channel string `path:"channel" pattern:"^[A-Za-z0-9._-]{1,128}$" doc:"The channel." example:"billing"`
+	Channel string `path:"channel" pattern:"^[A-Za-z0-9._-]{1,128}(\\.DLQ)?$" doc:"The channel: a channel's name, or that name and .DLQ for its dead-letter channel." example:"billing"`
 }
 
 type channelStatsOutput struct {

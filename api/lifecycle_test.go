@@ -249,6 +249,43 @@ func TestStaleReceipt(t *testing.T) {
 	require.JSONEq(t, `{"success":true,"count":1}`, string(r.Body))
 }
 
+// A receipt past its lease's end is stale before the janitor has swept
+// it: nobody else can hold the message yet, but its consumer is told it
+// overran, whenever the janitor last ran.
+func TestExpiredReceipt(t *testing.T) {
+	b := setupPG(t, api.Deps{})
+	b.create(t, `{"channel":"c","payload":1}`)
+	b.promote(t)
+	a := b.poll(t, "c", "visibility_timeout=1")
+	require.Len(t, a, 1)
+	time.Sleep(time.Until(a[0].LeasedUntil) + 50*time.Millisecond)
+	for _, path := range []string{"/v1/messages/extend", "/v1/messages/ack", "/v1/messages/nack"} {
+		r := b.do(t, keyConsume, "POST", path, map[string]any{"receipts": []string{a[0].Receipt}})
+		requireProblem(t, r, 409, "stale")
+	}
+}
+
+// The dead-letter channel of a channel with the longest name allowed is
+// four characters longer, and can be polled.
+func TestDeadLetterOfALongChannel(t *testing.T) {
+	b := setupPG(t, api.Deps{})
+	ch := strings.Repeat("a", 128)
+	id := b.create(t, `{"channel":"`+ch+`","payload":1,"max_attempts":1}`)
+	b.promote(t)
+	got := b.poll(t, ch, "")
+	require.Len(t, got, 1)
+	r := b.do(t, keyConsume, "POST", "/v1/messages/nack", map[string]any{"receipts": []string{got[0].Receipt}})
+	require.Equal(t, 200, r.Status, "%s", r.Body)
+	require.Equal(t, ch+".DLQ", b.get(t, id).Channel)
+	dead := b.poll(t, ch+".DLQ", "")
+	require.Len(t, dead, 1)
+	require.Equal(t, id, dead[0].ID)
+	r = b.do(t, keyConsume, "GET", "/v1/channels/"+ch+".DLQ/stats", nil)
+	require.Equal(t, 200, r.Status, "%s", r.Body)
+	r = b.do(t, keyConsume, "GET", "/v1/channels/"+ch+"x.DLQ/poll", nil)
+	requireProblem(t, r, 422)
+}
+
 func TestDedup(t *testing.T) {
 	b := setupPG(t, api.Deps{})
 	r := b.do(t, keyProduce, "POST", "/v1/message", `{"channel":"c","payload":1,"dedup_key":"order-7","delay":"1h"}`)
