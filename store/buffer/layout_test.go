@@ -339,7 +339,7 @@ func TestWALSpaceCheck(t *testing.T) {
 
 	// Little room: every write looks afresh, and sees the disk filled by
 	// another hand.
-	disk.free.Store(64 << 20)
+	disk.free.Store(spaceReserve + 64<<20)
 	for range 5 {
 		require.NoError(t, w.Append(ctx, newMessages(1)))
 	}
@@ -350,7 +350,7 @@ func TestWALSpaceCheck(t *testing.T) {
 	_, ok := w.Get(full[0].ID)
 	require.False(t, ok)
 	require.Equal(t, 5, w.Stats().Depth)
-	disk.free.Store(64 << 20)
+	disk.free.Store(spaceReserve + 64<<20)
 	require.NoError(t, w.Append(ctx, full))
 
 	// Plenty of room: the writer trusts a recent look (for

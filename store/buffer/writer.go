@@ -412,7 +412,14 @@ func walError(err error) error {
 // through mmap'd sparse files, so a write that finds the filesystem full
 // does not get ENOSPC: the process dies of SIGBUS. Refusing writes before
 // the disk fills turns a full disk into store.ErrStorageFull.
-const spaceReserve = 1 << 20
+//
+// The reserve is what Badger may write in the background after the writes
+// it was given, through mmap'd files too: both memtables flushed to level-0
+// tables (2 × 4 MiB), a compaction of level 0 at its stall (15 tables of
+// 4 MiB), and a value-log GC rewriting one file (valueLogFileSize, 64 MiB):
+// 132 MiB, rounded up. With 1 MiB, a review filled a 14 MiB tmpfs with
+// appends until the flush of a memtable died of SIGBUS.
+const spaceReserve = 160 << 20
 
 // A statfs per group write costs a syscall and a path walk. While the
 // filesystem has plenty of room, checkSpace trusts its last look for

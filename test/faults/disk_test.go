@@ -17,7 +17,8 @@ import (
 	"github.com/smq/smq/test/harness"
 )
 
-// TestWALDiskFull runs a node whose WAL lives on an 8 MiB tmpfs, fills the
+// TestWALDiskFull runs a node whose WAL lives on a 256 MiB tmpfs (room for
+// the WAL's reserve of 160 MiB and more), fills the
 // filesystem under load, and checks that creates are refused with 507 (or
 // 503) and a problem that says why, that the node stays up and loses
 // nothing it accepted, and that creates succeed again once space returns.
@@ -27,7 +28,7 @@ func TestWALDiskFull(t *testing.T) {
 	}
 	dir := filepath.Join(t.TempDir(), "walfs")
 	require.NoError(t, os.MkdirAll(dir, 0o755))
-	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", dir).CombinedOutput(); err != nil {
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=256m", "tmpfs", dir).CombinedOutput(); err != nil {
 		t.Skipf("skipping: cannot mount a tmpfs on %s (%v: %s)", dir, err, out)
 	}
 	// Registered first, so it runs last: after the node is gone.
