@@ -23,3 +23,9 @@ func CollectMessages(rows pgx.Rows) (msgs []*store.Message, raw bool, err error)
 
 // ScanMessages is scanMessages: rows of messageCols read with pgx's Scan.
 var ScanMessages = scanMessages
+
+// SetDedupRaced sets dedupRaced for the test's duration.
+func SetDedupRaced(t interface{ Cleanup(func()) }, fn func()) {
+	dedupRaced = fn
+	t.Cleanup(func() { dedupRaced = nil })
+}

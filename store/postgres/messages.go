@@ -111,8 +111,53 @@ func (s *Store) MessageInsertMany(ctx context.Context, p *store.MessageInsertMan
 		}
 		s.opts.Logger.Warn("flush: COPY found a message already stored; inserting the batch row by row instead", "err", err)
 	}
-	return s.insertMany(ctx, p)
+	return s.insertDedup(ctx, p)
 }
+
+// insertDedup is insertMany, again for the messages whose dedup key was
+// taken at the insert but whose holder was gone by the lookup after it
+// (acked, deleted or dead-lettered between the two statements): with no
+// holder to answer with, the message must be inserted, not reported as
+// created. A flush (p.Node set) does not retry: its messages were already
+// answered, and one whose key was taken when it reached the database is a
+// duplicate dropped, as the flush's dedup does.
+func (s *Store) insertDedup(ctx context.Context, p *store.MessageInsertManyParams) (*store.MessageInsertManyResult, error) {
+	res, missing, err := s.insertMany(ctx, p)
+	for attempt := 0; err == nil && len(missing) > 0 && p.Node == ""; attempt++ {
+		if attempt == 3 {
+			return nil, fmt.Errorf("%w: the holders of %d dedup keys kept changing", store.ErrUnavailable, len(missing))
+		}
+		again := &store.MessageInsertManyParams{Messages: make([]*store.Message, len(missing))}
+		for j, i := range missing {
+			again.Messages[j] = p.Messages[i]
+		}
+		var r *store.MessageInsertManyResult
+		var still []int
+		r, still, err = s.insertMany(ctx, again)
+		if err != nil {
+			break
+		}
+		res.Inserted += r.Inserted
+		for j, id := range r.Existing {
+			if res.Existing == nil {
+				res.Existing = map[int]uuid.UUID{}
+			}
+			res.Existing[missing[j]] = id
+		}
+		for k, j := range still {
+			still[k] = missing[j]
+		}
+		missing = still
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// dedupRaced, when set by a test, runs between insertMany's insert and its
+// lookup of the dedup keys' holders.
+var dedupRaced func()
 
 // pgUniqueViolation is PostgreSQL's SQLSTATE unique_violation.
 const pgUniqueViolation = "23505"
@@ -235,8 +280,10 @@ const flushMarkSQL = `INSERT INTO flush_marks (node_id, seq, updated_at) VALUES 
 	ON CONFLICT (node_id) DO UPDATE SET seq = greatest(flush_marks.seq, excluded.seq), updated_at = now()`
 
 // insertMany is MessageInsertMany in one round trip of INSERT … ON
-// CONFLICT DO NOTHING, which skips rows whose id or dedup key is taken.
-func (s *Store) insertMany(ctx context.Context, p *store.MessageInsertManyParams) (*store.MessageInsertManyResult, error) {
+// CONFLICT DO NOTHING, which skips rows whose id or dedup key is taken. It
+// also returns the indexes of the messages skipped for a dedup key whose
+// holder the lookup after the insert did not find.
+func (s *Store) insertMany(ctx context.Context, p *store.MessageInsertManyParams) (*store.MessageInsertManyResult, []int, error) {
 	n := len(p.Messages)
 	res := &store.MessageInsertManyResult{}
 	var (
@@ -315,24 +362,29 @@ func (s *Store) insertMany(ctx context.Context, p *store.MessageInsertManyParams
 		b.Queue(flushMarkSQL, p.Node, int64(p.Seq))
 	}
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
-		return nil, mapErr(err)
+		return nil, nil, mapErr(err)
 	}
 	res.Inserted = len(inserted)
 	s.notify(ctx, wake)
 
+	var missing []int
 	if hasDedup && res.Inserted < n {
-		existing, err := s.dedupLookup(ctx, p.Messages, inserted)
-		if err != nil {
-			return nil, err
+		if dedupRaced != nil {
+			dedupRaced()
 		}
-		res.Existing = existing
+		existing, gone, err := s.dedupLookup(ctx, p.Messages, inserted)
+		if err != nil {
+			return nil, nil, err
+		}
+		res.Existing, missing = existing, gone
 	}
-	return res, nil
+	return res, missing, nil
 }
 
 // dedupLookup finds, for each message not inserted because its dedup key was
-// taken, the id of the message holding the key.
-func (s *Store) dedupLookup(ctx context.Context, msgs []*store.Message, inserted map[uuid.UUID]bool) (map[int]uuid.UUID, error) {
+// taken, the id of the message holding the key, and lists the messages
+// whose key nobody holds any more.
+func (s *Store) dedupLookup(ctx context.Context, msgs []*store.Message, inserted map[uuid.UUID]bool) (existing map[int]uuid.UUID, gone []int, err error) {
 	var channels, keys []string
 	for _, m := range msgs {
 		if m.DedupKey != "" && !inserted[m.ID] {
@@ -348,7 +400,7 @@ func (s *Store) dedupLookup(ctx context.Context, msgs []*store.Message, inserted
 		LATERAL (SELECT m.id FROM messages m WHERE m.channel = k.channel AND m.dedup_key = k.dedup_key LIMIT 1) AS h`,
 		channels, keys)
 	if err != nil {
-		return nil, mapErr(err)
+		return nil, nil, mapErr(err)
 	}
 	holder := map[[2]string]uuid.UUID{}
 	var (
@@ -359,18 +411,22 @@ func (s *Store) dedupLookup(ctx context.Context, msgs []*store.Message, inserted
 		holder[[2]string{channel, key}] = id
 		return nil
 	}); err != nil {
-		return nil, mapErr(err)
+		return nil, nil, mapErr(err)
 	}
-	existing := map[int]uuid.UUID{}
+	existing = map[int]uuid.UUID{}
 	for i, m := range msgs {
 		if m.DedupKey == "" || inserted[m.ID] {
 			continue
 		}
-		if id, ok := holder[[2]string{m.Channel, m.DedupKey}]; ok && id != m.ID {
+		id, ok := holder[[2]string{m.Channel, m.DedupKey}]
+		switch {
+		case !ok:
+			gone = append(gone, i)
+		case id != m.ID:
 			existing[i] = id
 		}
 	}
-	return existing, nil
+	return existing, gone, nil
 }
 
 // MessageGet implements store.Store.

@@ -111,6 +111,37 @@ func TestDedup(t *testing.T) {
 	require.ErrorIs(t, err, store.ErrNotFound)
 }
 
+// A create whose dedup key is taken at the insert, by a message that is
+// gone by the lookup of its holder (acked meanwhile), is inserted after
+// all: it was reported created with an id nothing stored.
+func TestDedupHolderGoneBeforeTheLookup(t *testing.T) {
+	b := setup(t)
+	first := newMessage("mail", time.Now())
+	first.DedupKey = "k1"
+	b.insert(t, first)
+	leased := b.poll(t, "mail", 1, time.Minute)
+	require.Len(t, leased, 1)
+	acked := false
+	postgres.SetDedupRaced(t, func() {
+		if !acked {
+			acked = true
+			_, err := b.store.MessageAck(b.ctx, &store.MessageAckParams{Receipts: receipts(leased)})
+			require.NoError(t, err)
+		}
+	})
+
+	again := newMessage("mail", time.Now().Add(time.Hour))
+	again.DedupKey = "k1"
+	res, err := b.store.MessageInsertMany(b.ctx, &store.MessageInsertManyParams{Messages: []*store.Message{again}})
+	require.NoError(t, err)
+	require.True(t, acked)
+	require.Equal(t, 1, res.Inserted)
+	require.Empty(t, res.Existing)
+	got, err := b.store.MessageGet(b.ctx, again.ID)
+	require.NoError(t, err, "reported created, so stored")
+	require.Equal(t, "k1", got.DedupKey)
+}
+
 func TestFlushMark(t *testing.T) {
 	b := setup(t)
 	mark, err := b.store.FlushMark(b.ctx, "node-1")
