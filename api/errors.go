@@ -69,6 +69,9 @@ func (s *server) storeErr(ctx context.Context, err error, what string) error {
 			http.Header{"Retry-After": {retryBufferFull}})
 	case errors.Is(err, store.ErrStorageFull):
 		return huma.NewError(http.StatusInsufficientStorage, "the node's buffer has no disk space left")
+	case errors.Is(err, store.ErrBufferFailed):
+		s.log.ErrorContext(ctx, "buffer failed", slog.String("op", what), slog.Any("err", err))
+		return huma.Error503ServiceUnavailable("the node's write-ahead log failed to sync: this request may or may not have taken effect, and the node takes no writes until it restarts; send it to another node")
 	case errors.Is(err, store.ErrUnavailable):
 		return huma.ErrorWithHeaders(huma.Error503ServiceUnavailable("the database is unavailable; retry shortly"),
 			http.Header{"Retry-After": {retryUnavailable}})

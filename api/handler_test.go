@@ -169,6 +169,11 @@ func TestStoreErrors(t *testing.T) {
 	fb.fail(store.ErrStorageFull)
 	requireProblem(t, srv.do(t, keyAll, "POST", "/v1/message", `{"channel":"c","payload":1}`), 507)
 
+	fb.fail(fmt.Errorf("%w: sync: input/output error", store.ErrBufferFailed))
+	r = srv.do(t, keyAll, "POST", "/v1/message", `{"channel":"c","payload":1}`)
+	requireProblem(t, r, 503, "may or may not have taken effect")
+	require.Empty(t, r.Header.Get("Retry-After"), "the node takes no writes until it restarts: retry elsewhere")
+
 	fs.fail(fmt.Errorf("insert: %w", store.ErrUnavailable))
 	r = srv.do(t, keyAll, "POST", "/v1/message?durability=committed", `{"channel":"c","payload":1}`)
 	requireProblem(t, r, 503, "database")

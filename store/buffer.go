@@ -89,6 +89,9 @@ type BufferStats struct {
 	// opened, each synced to disk (0 in memory): how many creates shared
 	// each fsync is the creates over it.
 	WALSyncs int64
+	// Failed, once the write-ahead log has failed to sync a write, says so:
+	// it takes no more writes (store.ErrBufferFailed) until it is reopened.
+	Failed string
 	// WALSyncTime is how long those group writes took in all, Badger's
 	// commit and the fsync after it: over WALSyncs, the mean time an
 	// appender waits once its group is being written.

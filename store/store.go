@@ -42,6 +42,11 @@ var (
 	ErrStorageFull = errors.New("buffer storage full")
 	// ErrUnavailable means the database cannot be reached.
 	ErrUnavailable = errors.New("database unavailable")
+	// ErrBufferFailed means the buffer's write-ahead log failed to sync a
+	// write: what that write holds may or may not survive a restart, and
+	// the buffer takes no more writes until the node restarts and replays
+	// it.
+	ErrBufferFailed = errors.New("buffer failed")
 )
 
 // Status is where a message stands in the database.

@@ -57,6 +57,9 @@ func nodeHealth(db store.Store, buf store.Buffer, flusher *buffer.Flusher, w *wo
 		bs, fs := buf.Stats(), flusher.Stats()
 		bl := healthy
 		switch {
+		case bs.Failed != "":
+			bl = api.Layer{Status: api.Down, Reason: bs.Failed}
+			l.Producer = api.Layer{Status: api.Down, Reason: "the write-ahead log failed: creates get 503 until the node restarts"}
 		case bs.Depth >= bs.MaxDepth || bs.Bytes >= bs.MaxBytes:
 			bl = api.Layer{Status: api.Down, Reason: "buffer full: creates get 429"}
 			l.Producer = api.Layer{Status: api.Degraded, Reason: "buffer full"}
@@ -78,9 +81,12 @@ func nodeHealth(db store.Store, buf store.Buffer, flusher *buffer.Flusher, w *wo
 		l.Scheduler = loopLayer(st, activities.LoopScheduler)
 		l.Janitor = loopLayer(st, activities.LoopJanitor)
 
-		h := api.NodeHealth{Ready: dbErr == nil, Layers: l}
-		if dbErr != nil {
+		h := api.NodeHealth{Ready: dbErr == nil && bs.Failed == "", Layers: l}
+		switch {
+		case dbErr != nil:
 			h.NotReady = "database unreachable: " + dbErr.Error()
+		case bs.Failed != "":
+			h.NotReady = "buffer: " + bs.Failed
 		}
 		return h
 	}

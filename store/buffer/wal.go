@@ -187,6 +187,10 @@ type WAL struct {
 	// appends and commits.
 	Entries atomic.Int64
 
+	// broken is set, to the error it answers every later write with, once
+	// a commit's sync failed (groupTxn.commit).
+	broken atomic.Pointer[error]
+
 	lastGC    atomic.Int64 // UnixNano of the last GC start
 	gcRunning atomic.Bool
 	gcWG      sync.WaitGroup
@@ -444,6 +448,9 @@ func (w *WAL) Stats() store.BufferStats {
 	s.WALBytes = lsm + vlog
 	s.WALSyncs = w.Commits.Load()
 	s.WALSyncTime = time.Duration(w.syncNanos.Load())
+	if err := w.broken.Load(); err != nil {
+		s.Failed = (*err).Error()
+	}
 	return s
 }
 

@@ -82,6 +82,12 @@ func (w *WAL) writer() {
 // alone is not written but left pending, to ride with the next write, or
 // to be written on its own (group nil) when the writer is idle or closing.
 func (w *WAL) write(group []*walOp, n, size int) {
+	if err := w.broken.Load(); err != nil {
+		for _, op := range group {
+			w.fail(op, *err)
+		}
+		return
+	}
 	waiters := false
 	for _, op := range group {
 		if op.trim > 0 {
@@ -220,11 +226,22 @@ func (g *groupTxn) apply(fn func() error) error {
 	return nil
 }
 
+// commit commits and syncs the transaction. A sync that fails after the
+// commit leaves the write in Badger, to be replayed on the next open if
+// the kernel wrote it after all: its outcome is unknown, and a retried
+// fsync after a failure proves nothing (the kernel may have dropped the
+// pages it could not write). So the WAL breaks: this group and every later
+// write get store.ErrBufferFailed, and a restart's replay settles what
+// the log holds.
 func (g *groupTxn) commit() error {
 	start := time.Now()
 	err := g.txn.Commit()
 	if err == nil {
-		err = g.w.syncer.synced(g.vlog)
+		if err = g.w.syncer.synced(g.vlog); err != nil {
+			err = fmt.Errorf("%w: the write-ahead log failed to sync, so this write may or may not survive a restart, and the node takes no more writes until it restarts: %w", store.ErrBufferFailed, err)
+			g.w.broken.CompareAndSwap(nil, &err)
+			g.w.log.Error("wal: sync failed; refusing writes until the node restarts", "err", err)
+		}
 	}
 	g.w.syncNanos.Add(int64(time.Since(start)))
 	g.w.Commits.Add(1)
@@ -398,7 +415,7 @@ func (w *WAL) fail(op *walOp, err error) {
 // walError marks a full disk as store.ErrStorageFull. Badger flattens the
 // errors it wraps into text, so the text is checked too.
 func walError(err error) error {
-	if errors.Is(err, store.ErrStorageFull) {
+	if errors.Is(err, store.ErrStorageFull) || errors.Is(err, store.ErrBufferFailed) {
 		return err
 	}
 	if errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), syscall.ENOSPC.Error()) {
