@@ -360,7 +360,8 @@ type Store interface {
 	// ChannelStats counts one channel's messages.
 	ChannelStats(ctx context.Context, channel string) (*ChannelStats, error)
 	// FlushMark returns the sequence up to which node's buffer is in the
-	// database, 0 if none.
+	// database, 0 if none, once no flush of node is in flight: it waits for
+	// one to commit or roll back.
 	FlushMark(ctx context.Context, node string) (uint64, error)
 	// NodeHeartbeat registers a node or refreshes its heartbeat, and marks
 	// it active.

@@ -242,6 +242,18 @@ func (f *Flusher) reconcile(ctx context.Context) error {
 	return nil
 }
 
+// landed reports whether batch b, whose insert failed, is in the database
+// after all: a call can fail on its way back (a deadline, a reset
+// connection) while its transaction still commits. The flush mark is read
+// once no flush of this node is in flight (the sink's FlushMark waits for
+// one). Released instead, b's records would be back in the buffer while
+// their rows landed: a DELETE or PATCH would change the buffer's copy, find
+// no row yet, and lose to the commit.
+func (f *Flusher) landed(ctx context.Context, b *store.Batch) bool {
+	mark, err := f.sink.FlushMark(ctx, f.cfg.Node)
+	return err == nil && mark >= b.Seq
+}
+
 // flush writes one batch and returns how many messages it flushed.
 func (f *Flusher) flush(ctx context.Context) (int, error) {
 	size := f.Stats().BatchSize
@@ -256,10 +268,16 @@ func (f *Flusher) flush(ctx context.Context) (int, error) {
 		Seq:      b.Seq,
 		Seqs:     b.Seqs,
 	})
+	if err != nil {
+		if f.landed(ctx, b) {
+			f.log.Warn("flush: the insert's answer was lost, but it committed", "node", f.cfg.Node, "err", err)
+			err = nil
+		} else {
+			err = fmt.Errorf("insert: %w", err)
+		}
+	}
 	if err == nil {
 		err = f.buf.Commit(ctx, b)
-	} else {
-		err = fmt.Errorf("insert: %w", err)
 	}
 	took := time.Since(start)
 

@@ -441,3 +441,34 @@ func TestFlusherLinger(t *testing.T) {
 		})
 	}
 }
+
+// A flush whose insert committed but whose answer was lost is committed in
+// the buffer at once, not released: released, its records would be back in
+// the buffer, where a Delete would win while the rows stayed in the
+// database.
+func TestFlushLostAnswerCommitsTheBatch(t *testing.T) {
+	ctx := context.Background()
+	buf := openWAL(t, WALConfig{Dir: t.TempDir()})
+	sink := newFakeSink()
+	sink.after = func(int) error { return errors.New("connection reset after commit") }
+	f := NewFlusher(buf, sink, FlusherConfig{Node: "n1", Backoff: fastBackoff, Logger: discardLogger})
+	msgs := newMessages(3)
+	appendEach(t, buf, msgs)
+
+	n, err := f.flush(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
+	require.Equal(t, 0, buf.Stats().Depth)
+	deleted, err := buf.Delete(ctx, msgs[0].ID)
+	require.NoError(t, err)
+	require.False(t, deleted, "the message is the database's now, not the buffer's")
+
+	// An insert that did not commit is released, for the next try.
+	sink.before = func(int) error { return errors.New("connection refused") }
+	more := newMessages(2)
+	appendEach(t, buf, more)
+	_, err = f.flush(ctx)
+	require.Error(t, err)
+	require.Equal(t, 2, buf.Stats().Depth)
+	require.NotNil(t, buf.Next(10))
+}

@@ -105,3 +105,46 @@ func TestBackoffOfManyAttempts(t *testing.T) {
 	// The cap, with the jitter over its upper half.
 	require.WithinRange(t, got.ScheduledAt, before.Add(29*time.Second), before.Add(61*time.Second))
 }
+
+// FlushMark waits for a flush of the node still in flight, and returns the
+// mark it left: how a flusher whose insert failed on its way back learns
+// that it committed.
+func TestFlushMarkWaitsForAFlushInFlight(t *testing.T) {
+	b := setup(t)
+	for _, first := range []bool{true, false} {
+		node := "n-" + map[bool]string{true: "first", false: "next"}[first]
+		if !first {
+			_, err := b.store.MessageInsertMany(b.ctx, &store.MessageInsertManyParams{Node: node, Seq: 5})
+			require.NoError(t, err)
+		}
+		conn, err := pgx.Connect(b.ctx, b.url)
+		require.NoError(t, err)
+		tx, err := conn.Begin(b.ctx)
+		require.NoError(t, err)
+		_, err = tx.Exec(b.ctx, `INSERT INTO flush_marks (node_id, seq, updated_at) VALUES ($1, 10, now())
+			ON CONFLICT (node_id) DO UPDATE SET seq = 10`, node)
+		require.NoError(t, err)
+
+		got := make(chan uint64, 1)
+		go func() {
+			mark, err := b.store.FlushMark(b.ctx, node)
+			if err != nil {
+				t.Error(err)
+			}
+			got <- mark
+		}()
+		select {
+		case mark := <-got:
+			t.Fatalf("%s: read %d while the flush was in flight", node, mark)
+		case <-time.After(300 * time.Millisecond):
+		}
+		require.NoError(t, tx.Commit(b.ctx))
+		select {
+		case mark := <-got:
+			require.Equal(t, uint64(10), mark, node)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s: no mark after the flush committed", node)
+		}
+		require.NoError(t, conn.Close(b.ctx))
+	}
+}

@@ -877,12 +877,14 @@ func (s *Store) ChannelStats(ctx context.Context, channel string) (*store.Channe
 }
 
 // FlushMark implements store.Store.
+//
+// It reads the mark with flushLockSQL, on its own: the upsert waits for a
+// flush of the node still in flight (even the node's first, which inserts
+// the row) and returns the mark that flush left, so a flusher whose insert
+// failed on the way back learns whether it committed.
 func (s *Store) FlushMark(ctx context.Context, node string) (uint64, error) {
 	var seq int64
-	err := s.pool.QueryRow(ctx, `SELECT seq FROM flush_marks WHERE node_id = $1`, node).Scan(&seq)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return 0, nil
-	}
+	err := s.pool.QueryRow(ctx, flushLockSQL, node).Scan(&seq)
 	return uint64(seq), mapErr(err)
 }
 
